@@ -1,0 +1,7 @@
+"""The JSON API at /api/v1: one module per resource, thin views over services."""
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+from server.api import appeals, auth, meta, sectors, topics  # noqa: E402,F401  (views register on bp)

@@ -1,0 +1,59 @@
+"""Appeals: register, list, read, and take lifecycle steps."""
+
+from __future__ import annotations
+
+from flask import jsonify
+
+from server.api import bp
+from server.api.common import IDEMPOTENCY_HEADER, commit, idempotency_key, viewer
+from server.api.outputs import AppealCreated, AppealOut, AppealPage, appeal_out, similar_out
+from server.api.spec import endpoint
+from server.models.types import utcnow
+from server.schemas import AppealIn, AppealListQuery, TransitionIn
+from server.services import appeals as appeal_service
+from server.services.intake import register_appeal
+from server.services.lifecycle import Actor
+
+
+@bp.post("/appeals")
+@endpoint(body=AppealIn, responses={201: AppealCreated, 200: AppealCreated}, tags=["appeals"],
+          headers=[IDEMPOTENCY_HEADER])
+def create_appeal(body: AppealIn):
+    """Register an appeal: locate, route to a sector, return its registration number."""
+    staff = viewer()
+    result = register_appeal(body, actor=Actor.of(staff), now=utcnow(), idempotency_key=idempotency_key())
+    commit(result.events)
+    out = appeal_out(result.appeal, staff, cls=AppealCreated, tracking_token=result.appeal.tracking_token,
+                     similar=similar_out(result.similar))
+    return jsonify(out), 201 if result.created else 200
+
+
+@bp.get("/appeals")
+@endpoint(query=AppealListQuery, responses={200: AppealPage}, tags=["appeals"])
+def list_appeals(query: AppealListQuery):
+    """List the appeals you may see, filtered and paged, most recently changed first."""
+    staff = viewer()
+    filters = query.model_dump(exclude={"page", "per_page"})
+    page = appeal_service.list_appeals(staff, page=query.page, per_page=query.per_page, **filters)
+    return jsonify({"items": [appeal_out(a, staff) for a in page.items], "total": page.total,
+                    "page": page.page, "per_page": page.per_page})
+
+
+@bp.get("/appeals/<int:appeal_id>")
+@endpoint(responses={200: AppealOut}, tags=["appeals"])
+def get_appeal(appeal_id: int):
+    """Read one appeal with its full history."""
+    staff = viewer()
+    return jsonify(appeal_out(appeal_service.get_appeal(appeal_id, staff), staff, with_history=True))
+
+
+@bp.post("/appeals/<int:appeal_id>/transitions")
+@endpoint(body=TransitionIn, responses={200: AppealOut}, tags=["appeals"])
+def appeal_transition(appeal_id: int, body: TransitionIn):
+    """Take a lifecycle step (an action of the state machine) on an appeal."""
+    staff = viewer()
+    appeal = appeal_service.get_appeal(appeal_id, staff)
+    event = appeal_service.apply_action(appeal, staff, body.action, utcnow(), reason=body.reason,
+                                        answer=body.answer, sector=body.sector)
+    commit([event])
+    return jsonify(appeal_out(appeal, staff, with_history=True))

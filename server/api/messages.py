@@ -1,0 +1,90 @@
+"""Every user-facing error message, translatable, keyed by a stable code.
+
+Codes come from services (``ServiceError.code``), from pydantic (``error.type``)
+and from the HTTP layer. Clients may switch on the code; people read the message.
+"""
+
+from __future__ import annotations
+
+from flask_babel import gettext, lazy_gettext as _l
+
+MESSAGES = {
+    # HTTP layer
+    "bad_request": _l("The request is not valid."),
+    "malformed_json": _l("The request body is not valid JSON."),
+    "json_object_required": _l("The request body must be a JSON object."),
+    "unsupported_media_type": _l("Send the request body as application/json."),
+    "body_too_large": _l("The request body is too large (at most %(limit)s bytes)."),
+    "not_found": _l("Not found."),
+    "method_not_allowed": _l("This method is not allowed here."),
+    "unauthorized": _l("Log in first: send a session cookie or an Authorization: Bearer token."),
+    "forbidden": _l("Your role is not allowed to do this."),
+    "csrf_failed": _l("The form has expired or the CSRF token is missing; reload the page and try again."),
+    "rate_limited": _l("Too many requests; try again later."),
+    "server_error": _l("Something went wrong on our side; the request was not saved. Try again."),
+    "service_unavailable": _l("The service is temporarily unavailable; try again shortly."),
+    "validation_failed": _l("The request has errors; see the fields."),
+    "bad_credentials": _l("Wrong username or password."),
+    "bad_idempotency_key": _l("Idempotency-Key must be 1 to 128 visible ASCII characters."),
+    # Field-level (pydantic types and our custom ones)
+    "missing": _l("is required"),
+    "extra_forbidden": _l("is not a known field"),
+    "literal_error": _l("must be one of: %(expected)s"),
+    "string_too_short": _l("must not be empty"),
+    "string_too_long": _l("is too long (at most %(max_length)s characters)"),
+    "greater_than_equal": _l("must be at least %(ge)s"),
+    "less_than_equal": _l("must be at most %(le)s"),
+    "greater_than": _l("must be greater than %(gt)s"),
+    "less_than": _l("must be less than %(lt)s"),
+    "not_a_number": _l("must be a number"),
+    "not_finite": _l("must be a finite number"),
+    "finite_number": _l("must be a finite number"),
+    "float_parsing": _l("must be a number"),
+    "float_type": _l("must be a number"),
+    "int_parsing": _l("must be a whole number"),
+    "int_type": _l("must be a whole number"),
+    "int_from_float": _l("must be a whole number"),
+    "not_a_string": _l("must be text"),
+    "string_type": _l("must be text"),
+    "model_type": _l("must be an object"),
+    "model_attributes_type": _l("must be an object"),
+    "dict_type": _l("must be an object"),
+    "bad_phone": _l("is not a phone number"),
+    "coordinate_pair": _l("lat and lon must be given together"),
+    "location_required": _l("give a point (lat and lon) or an address"),
+    "urgency_incident_only": _l("only incidents have an urgency"),
+    # Services
+    "unknown_topic": _l("Unknown topic “%(topic)s”; see GET /api/v1/topics."),
+    "idempotency_key_reused": _l("This Idempotency-Key was already used for a different request."),
+    "appeal_not_found": _l("No such appeal."),
+    "unknown_action": _l("Unknown action “%(action)s”."),
+    "role_not_allowed": _l("Your role (%(role)s) may not take the action “%(action)s”."),
+    "illegal_transition": _l("The action “%(action)s” is not allowed while the appeal is “%(status)s”."),
+    "action_not_for_type": _l("The action “%(action)s” does not apply to a %(type)s."),
+    "reason_required": _l("The action “%(action)s” needs a reason."),
+    "answer_required": _l("Write the answer to the citizen."),
+    "sector_required": _l("Choose a sector."),
+    "unknown_sector": _l("Unknown sector “%(sector)s”."),
+    "unknown_filter_value": _l("Unknown value “%(value)s”."),
+    "bad_bbox": _l("bbox must be min_lon,min_lat,max_lon,max_lat within the world's bounds."),
+    "bad_timestamp": _l("Use an ISO 8601 timestamp with a time zone, e.g. 2026-01-31T09:00:00+05:00."),
+    "unknown_role": _l("Unknown role “%(role)s”."),
+    "password_too_short": _l("The password must have at least 8 characters."),
+    "username_taken": _l("This username is taken."),
+    "unit_required": _l("Unit staff need a unit."),
+    "unknown_unit": _l("Unknown unit “%(unit)s”."),
+    "invalid_sector_file": _l("The sector file is not valid: %(errors)s"),
+    "no_sector_set": _l("No sector set is loaded yet."),
+}
+
+
+def message(code: str, **params) -> str:
+    """The message for ``code`` in the current locale, with ``params`` filled in."""
+    template = MESSAGES.get(code)
+    if template is None:
+        return gettext("The request is not valid.")
+    text = str(template)
+    try:
+        return text % params if params else text
+    except (KeyError, TypeError, ValueError):
+        return text

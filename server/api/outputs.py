@@ -1,0 +1,196 @@
+"""Response schemas and the functions that fill them (one place decides what leaves the server)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask_babel import get_locale
+from pydantic import BaseModel
+
+from server.models import Appeal, AppealEvent, Sector, Staff
+from server.services import appeals as appeal_service
+from server.services.intake import Similar, appeal_point
+from server.services.lifecycle import Actor, allowed_actions
+
+
+def locale() -> str:
+    """The current request's language code (kk, ru or en)."""
+    return str(get_locale() or "ru")
+
+
+class SectorRef(BaseModel):
+    """A sector as referenced from an appeal."""
+
+    code: str
+    name: str
+    version: int
+
+
+class CitizenOut(BaseModel):
+    """The applicant's contact, shown only to roles that may see it."""
+
+    name: str | None
+    phone: str | None
+    language: str
+
+
+class EventOut(BaseModel):
+    """One step of an appeal's history."""
+
+    id: int
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    actor_kind: str
+    actor: str | None
+    at: datetime
+    data: dict
+
+
+class SimilarOut(BaseModel):
+    """A nearby open appeal of the same topic."""
+
+    id: int
+    reg_no: str
+    status: str
+    distance_m: float
+    created_at: datetime
+
+
+class AppealOut(BaseModel):
+    """An appeal as staff see it."""
+
+    id: int
+    reg_no: str
+    type: str
+    topic: str
+    topic_name: str
+    urgency: str | None
+    description: str
+    channel: str
+    status: str
+    lat: float | None
+    lon: float | None
+    accuracy_m: float | None
+    address: str | None
+    sector: SectorRef | None
+    route_method: str | None
+    created_at: datetime
+    updated_at: datetime
+    due_at: datetime | None
+    answer: str | None
+    citizen: CitizenOut | None
+    actions: list[str]
+    history: list[EventOut] | None = None
+
+
+class AppealCreated(AppealOut):
+    """The answer to a create: the appeal, its tracking token and the duplicate suggestion."""
+
+    tracking_token: str
+    similar: list[SimilarOut]
+
+
+class AppealPage(BaseModel):
+    """A page of appeals."""
+
+    items: list[AppealOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class TopicOut(BaseModel):
+    """A catalogue topic, named in the requester's language."""
+
+    code: str
+    name: str
+
+
+class LookupOut(BaseModel):
+    """Which sector covers a point."""
+
+    sector: SectorRef | None
+    method: str | None
+    distance_m: float | None
+    unit: str | None
+
+
+class TokenOut(BaseModel):
+    """A bearer token."""
+
+    token: str
+    expires_at: datetime
+    role: str
+
+
+class MeOut(BaseModel):
+    """The logged-in staff member."""
+
+    id: int
+    username: str
+    full_name: str
+    role: str
+    unit: str | None
+    language: str
+
+
+class GeoJSON(BaseModel):
+    """A GeoJSON FeatureCollection (RFC 7946)."""
+
+    type: str
+    features: list[dict]
+
+
+def sector_ref(sector: Sector | None) -> SectorRef | None:
+    """A sector reference in the current language."""
+    if sector is None:
+        return None
+    return SectorRef(code=sector.code, name=sector.name(locale()), version=sector.version)
+
+
+def event_out(ev: AppealEvent) -> EventOut:
+    """An event for staff eyes."""
+    return EventOut(id=ev.id, kind=ev.kind, from_status=ev.from_status, to_status=ev.to_status,
+                    actor_kind=ev.actor_kind, actor=ev.actor.username if ev.actor else None, at=ev.created_at,
+                    data=ev.data or {})
+
+
+def appeal_out(appeal: Appeal, viewer: Staff, *, with_history: bool = False, cls=AppealOut, **extra):
+    """Serialise an appeal for ``viewer``: contact fields only where the role may see them."""
+    point = appeal_point(appeal)
+    citizen = None
+    if appeal.citizen is not None and appeal_service.can_see_contact(appeal, viewer):
+        citizen = CitizenOut(name=appeal.citizen.name, phone=appeal.citizen.phone, language=appeal.citizen.language)
+    history = [event_out(e) for e in appeal_service.history(appeal)] if with_history else None
+    return cls(
+        id=appeal.id,
+        reg_no=appeal.reg_no,
+        type=appeal.type,
+        topic=appeal.topic_code,
+        topic_name=appeal.topic.name(locale()),
+        urgency=appeal.urgency,
+        description=appeal.description,
+        channel=appeal.channel,
+        status=appeal.status,
+        lon=point[0] if point else None,
+        lat=point[1] if point else None,
+        accuracy_m=appeal.accuracy_m,
+        address=appeal.address,
+        sector=sector_ref(appeal.sector),
+        route_method=appeal.route_method,
+        created_at=appeal.created_at,
+        updated_at=appeal.updated_at,
+        due_at=appeal.due_at,
+        answer=appeal.answer_text,
+        citizen=citizen,
+        actions=allowed_actions(appeal, Actor.of(viewer)),
+        history=history,
+        **extra,
+    ).model_dump(mode="json")
+
+
+def similar_out(items: list[Similar]) -> list[SimilarOut]:
+    """The duplicate suggestion list."""
+    return [SimilarOut(id=s.appeal.id, reg_no=s.appeal.reg_no, status=s.appeal.status,
+                       distance_m=round(s.distance_m, 1), created_at=s.appeal.created_at) for s in items]

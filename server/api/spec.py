@@ -1,0 +1,211 @@
+"""Request parsing by schema, and the OpenAPI 3.1 document built from the same schemas.
+
+A view declares what it takes and returns with :func:`endpoint`; the decorator
+parses and validates the input (JSON body, query string), hands the view the
+pydantic objects, and records the schemas so :func:`openapi_document` can
+describe exactly what is validated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+
+from flask import Flask, request
+from pydantic import BaseModel, ValidationError
+
+from server.api.errors import ApiError, field_errors
+
+
+@dataclass
+class EndpointSpec:
+    """What one view takes and returns, for validation and the document."""
+
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    responses: dict[int, type[BaseModel] | None] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    headers: list[dict] = field(default_factory=list)
+    public: bool = False
+
+
+def _reject_constant(value: str):
+    # JSON has no NaN or Infinity; Python's parser accepts them, so refuse them here.
+    raise ValueError(value)
+
+
+def json_body() -> dict:
+    """The request's JSON object, or an ApiError saying what is wrong with it."""
+    if not request.mimetype or request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type")
+    raw = request.get_data(cache=True)
+    try:
+        data = json.loads(raw or b"", parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "malformed_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "json_object_required")
+    return data
+
+
+def parse(model: type[BaseModel], data: dict, prefix: str = ""):
+    """Validate ``data`` against ``model`` or raise a 400 naming every bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "validation_failed", field_errors(exc, prefix)) from None
+
+
+def endpoint(summary: str | None = None, *, body=None, query=None, responses=None, tags=None, headers=None):
+    """Declare a view's schemas; the view receives ``body=`` / ``query=`` as parsed models."""
+
+    def decorate(view: Callable):
+        spec = EndpointSpec(
+            summary=summary or (view.__doc__ or "").strip().splitlines()[0],
+            body=body,
+            query=query,
+            responses=responses or {200: None},
+            tags=tags or [],
+            headers=headers or [],
+        )
+
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            if body is not None:
+                kwargs["body"] = parse(body, json_body())
+            if query is not None:
+                kwargs["query"] = parse(query, request.args.to_dict())
+            return view(*args, **kwargs)
+
+        wrapper.openapi = spec  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "field": {"type": "string"},
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+
+def _schema(model: type[BaseModel], components: dict, mode: str) -> dict:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
+    for name, sub in schema.pop("$defs", {}).items():
+        components.setdefault(name, sub)
+    components.setdefault(model.__name__, schema)
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = dict(prop)
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        param = {"name": name, "in": "query", "required": name in required, "schema": prop}
+        if description:
+            param["description"] = description
+        params.append(param)
+    return params
+
+
+def openapi_document(app: Flask, title: str, version: str) -> dict:
+    """Build the OpenAPI 3.1 document from the registered views' specs."""
+    components: dict = {"Error": ERROR_SCHEMA}
+    paths: dict = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        view = app.view_functions.get(rule.endpoint)
+        spec: EndpointSpec | None = getattr(view, "openapi", None)
+        if spec is None:
+            continue
+        path = rule.rule
+        path_params = []
+        for arg in rule.arguments:
+            converter = rule._converters.get(arg)  # noqa: SLF001 - werkzeug exposes no public accessor
+            kind = "integer" if type(converter).__name__ == "IntegerConverter" else "string"
+            path = path.replace(f"<int:{arg}>", f"{{{arg}}}").replace(f"<{arg}>", f"{{{arg}}}")
+            path_params.append({"name": arg, "in": "path", "required": True, "schema": {"type": kind}})
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            op: dict = {
+                "operationId": rule.endpoint.replace(".", "_") + ("" if method == "GET" else f"_{method.lower()}"),
+                "summary": spec.summary,
+                "tags": spec.tags,
+                "parameters": list(path_params) + list(spec.headers),
+                "responses": {},
+            }
+            if spec.query is not None:
+                op["parameters"] += _query_parameters(spec.query)
+            if spec.body is not None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": _schema(spec.body, components, "validation")}},
+                }
+            for status, model in spec.responses.items():
+                content = {"application/json": {"schema": _schema(model, components, "serialization")}} if model \
+                    else {}
+                entry = {"description": {200: "OK", 201: "Created", 204: "No content"}.get(status, "Response")}
+                if content:
+                    entry["content"] = content
+                op["responses"][str(status)] = entry
+            for status, text in ((400, "Invalid input"), (401, "Not logged in"), (403, "Not allowed"),
+                                 (404, "Not found"), (422, "Refused by the business rules")):
+                op["responses"].setdefault(str(status), {
+                    "description": text,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                })
+            if not getattr(view, "public", False):
+                op["security"] = [{"bearer": []}, {"cookie": []}]
+            paths.setdefault(path, {})[method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "Jauap, the Turkestan 109 contact centre API. Errors are JSON in the requester's "
+            "language (Accept-Language: kk, ru, en).",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "POST /api/v1/auth/token"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "jauap_session"},
+            },
+        },
+    }
+
+
+def finite(value: float | None) -> float | None:
+    """Round-trip helper: None for non-finite values so JSON output stays valid."""
+    if value is None or not math.isfinite(value):
+        return None
+    return value

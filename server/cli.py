@@ -1,0 +1,165 @@
+"""Flask commands: ``flask sectors``, ``flask users``, ``flask demo``, ``flask serve``."""
+
+from __future__ import annotations
+
+import random
+import sys
+
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from geo import SectorFileError
+from server.extensions import db
+from server.models import ROLES, Appeal, Staff, Topic, Unit
+from server.models.types import utcnow
+from server.services import routing
+from server.services import sectors as sector_service
+from server.services import staff as staff_service
+from server.services.errors import ServiceError
+
+sectors_cli = AppGroup("sectors", help="Validate and load sector files (GeoJSON).")
+users_cli = AppGroup("users", help="Manage staff accounts.")
+demo_cli = AppGroup("demo", help="Demo data for the embedded default.")
+
+DEMO_PASSWORD = "jauap-demo-109"  # noqa: S105 - printed on purpose: demo accounts only, refused in production
+
+
+def _progress(label: str, done: int, total: int) -> None:
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+@sectors_cli.command("validate")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def sectors_validate(path: str) -> None:
+    """Check a sector file: structure, valid rings, unique codes, overlaps and gaps."""
+    try:
+        report = sector_service.validate_file(path)
+    except SectorFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in report.summary():
+        click.echo(line)
+    if not report.ok:
+        raise click.ClickException(f"{len(report.errors)} error(s) in {path}")
+    click.echo(f"OK: {len(report.sectors)} sectors")
+
+
+@sectors_cli.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def sectors_load(path: str) -> None:
+    """Load a sector file as the next version of the sector set."""
+    try:
+        sector_set = sector_service.load_sector_set(path, utcnow(), loaded_by="cli")
+    except SectorFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ServiceError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.params.get('errors', '')}") from None
+    db.session.commit()
+    click.echo(f"loaded {Path(path).name} as sector set version {sector_set.version}: "
+               f"{', '.join(s.code for s in routing.current_sectors())}")
+
+
+@sectors_cli.command("list")
+def sectors_list() -> None:
+    """Show the current sector set."""
+    for sector in routing.current_sectors():
+        click.echo(f"{sector.code}\tv{sector.version}\t{sector.unit.code}\t{sector.name_en}\t{sector.area_m2 / 1e6:.2f} km²")
+
+
+@users_cli.command("create")
+@click.option("--username", required=True)
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--password", required=True, prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--unit", "unit_code", default=None, help="Unit code, for unit_head and field_staff.")
+@click.option("--name", "full_name", default="")
+@click.option("--language", default="ru", type=click.Choice(["kk", "ru", "en"]))
+def users_create(username, role, password, unit_code, full_name, language) -> None:
+    """Create a staff account."""
+    try:
+        staff = staff_service.create_staff(username, role, password, unit_code=unit_code, full_name=full_name,
+                                           language=language, now=utcnow())
+    except ServiceError as exc:
+        raise click.ClickException(f"{exc.code} ({exc.field})") from None
+    db.session.commit()
+    click.echo(f"created {staff.username} ({staff.role})")
+
+
+@users_cli.command("list")
+def users_list() -> None:
+    """List staff accounts."""
+    for staff in db.session.scalars(select(Staff).order_by(Staff.role, Staff.username)):
+        click.echo(f"{staff.username}\t{staff.role}\t{staff.unit.code if staff.unit else '-'}\t"
+                   f"{'active' if staff.active else 'disabled'}")
+
+
+def demo_staff(now) -> list[tuple[str, str, str | None]]:
+    """Create one account per centre role and a head plus two field staff per unit (idempotent)."""
+    created = []
+    wanted = [(role, role, None) for role in ROLES if role not in ("unit_head", "field_staff")]
+    for unit in db.session.scalars(select(Unit).order_by(Unit.code)):
+        tag = unit.code.lower()
+        wanted += [(f"head-{tag}", "unit_head", unit.code), (f"field-{tag}-a", "field_staff", unit.code),
+                   (f"field-{tag}-b", "field_staff", unit.code)]
+    for username, role, unit_code in wanted:
+        if db.session.scalar(select(Staff).where(Staff.username == username)) is None:
+            staff_service.create_staff(username, role, DEMO_PASSWORD, unit_code=unit_code, now=now,
+                                       full_name=username.replace("-", " ").title())
+        created.append((username, role, unit_code))
+    return created
+
+
+@demo_cli.command("seed")
+@click.option("--appeals", "count", default=300, show_default=True, help="Demo appeals to add.")
+@click.option("--seed", "rng_seed", default=109, show_default=True)
+def demo_seed(count: int, rng_seed: int) -> None:
+    """Load the sectors if none, create demo staff of every role, and add demo appeals."""
+    from server.services.demo import seed_appeals
+
+    if current_app.config["JAUAP_ENV"] == "production":
+        raise click.ClickException("demo data is refused in production")
+    now = utcnow()
+    if routing.current_version() is None:
+        sector_service.load_sector_set(current_app.config["JAUAP_SECTOR_FILE"], now, loaded_by="demo")
+        db.session.commit()
+        click.echo("loaded the demo sector set")
+    demo_staff(now)
+    db.session.commit()
+    existing = db.session.scalar(select(func.count(Appeal.id))) or 0
+    if count > 0:
+        seed_appeals(count, now=now, rng=random.Random(rng_seed + existing),
+                     progress=lambda done, total: _progress("demo appeals", done, total))
+    click.echo(f"appeals in the database: {db.session.scalar(select(func.count(Appeal.id)))}; "
+               f"topics: {db.session.scalar(select(func.count(Topic.code)))}")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+def serve(host: str, port: int) -> None:
+    """Run the embedded server and print where to go."""
+    base = f"http://{host}:{port}"
+    click.echo("\nJauap is running:")
+    click.echo(f"  start page      {base}/")
+    click.echo(f"  staff login     {base}/login")
+    click.echo(f"  API docs        {base}/api/v1/docs")
+    click.echo(f"  sectors         {base}/api/v1/sectors")
+    click.echo(f"  health          {base}/healthz  {base}/readyz")
+    click.echo(f"\nDemo logins (password '{DEMO_PASSWORD}'): admin, operator, dispatcher, inspector, qc_analyst, "
+               "analyst, methodologist, pr_manager, head-u1 .. head-u6, field-u1-a .. field-u6-b\n")
+    current_app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+
+
+def register_cli(app: Flask) -> None:
+    """Attach the command groups to ``app``."""
+    app.cli.add_command(sectors_cli)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(demo_cli)
+    app.cli.add_command(serve)

@@ -1,0 +1,188 @@
+"""Every setting Jauap reads, from the environment, typed here and nowhere else.
+
+Names are ``JAUAP_*`` except ``DATABASE_URL`` (the name every platform uses).
+``Config.from_env()`` builds the settings for the process; ``TestConfig`` is
+what the test-suite starts from. Production (``JAUAP_ENV=production``) refuses
+to start on unsafe settings rather than run insecurely.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_SECRET = "dev-insecure-change-me"  # noqa: S105 - a marker that production refuses, not a secret
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class UnsafeConfigError(RuntimeError):
+    """Raised when production settings would run the service insecurely."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    return default if value is None else int(value)
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    return default if value is None else float(value)
+
+
+def _env_list(name: str, default: list[str]) -> list[str]:
+    value = _env(name)
+    if value is None:
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass
+class Config:
+    """Typed settings; ``to_flask()`` turns them into the Flask config mapping."""
+
+    env: str = "development"
+    secret_key: str = DEFAULT_SECRET
+    debug: bool = False
+    instance_path: str = str(REPO_ROOT / "instance")
+    database_url: str | None = None
+    redis_url: str | None = None
+    spatialite_library: str = "mod_spatialite"
+    sector_file: str = str(REPO_ROOT / "sectors_geojson" / "turkestan.geojson")
+    sector_tolerance_m: float = 150.0
+    similar_radius_m: float = 50.0
+    reg_prefix: str = "TRK"
+    timezone: str = "Asia/Almaty"
+    default_locale: str = "ru"
+    max_content_length: int = 1 * 1024 * 1024
+    token_ttl_hours: int = 12
+    session_cookie_secure: bool = False
+    cors_origins: list[str] = field(default_factory=list)
+    testing: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Config:
+        """Read every setting from the process environment."""
+        env = _env("JAUAP_ENV", "development") or "development"
+        return cls(
+            env=env,
+            secret_key=_env("JAUAP_SECRET_KEY", DEFAULT_SECRET) or DEFAULT_SECRET,
+            debug=_env_bool("JAUAP_DEBUG", False),
+            instance_path=_env("JAUAP_INSTANCE_PATH", str(REPO_ROOT / "instance")) or "",
+            database_url=_env("DATABASE_URL"),
+            redis_url=_env("JAUAP_REDIS_URL"),
+            spatialite_library=_env("SPATIALITE_LIBRARY_PATH", "mod_spatialite") or "mod_spatialite",
+            sector_file=_env("JAUAP_SECTOR_FILE", str(REPO_ROOT / "sectors_geojson" / "turkestan.geojson"))
+            or "",
+            sector_tolerance_m=_env_float("JAUAP_SECTOR_TOLERANCE_M", 150.0),
+            similar_radius_m=_env_float("JAUAP_SIMILAR_RADIUS_M", 50.0),
+            reg_prefix=_env("JAUAP_REG_PREFIX", "TRK") or "TRK",
+            default_locale=_env("JAUAP_DEFAULT_LOCALE", "ru") or "ru",
+            max_content_length=_env_int("JAUAP_MAX_CONTENT_LENGTH", 1 * 1024 * 1024),
+            token_ttl_hours=_env_int("JAUAP_TOKEN_TTL_HOURS", 12),
+            session_cookie_secure=_env_bool("JAUAP_SECURE_COOKIES", env == "production"),
+            cors_origins=_env_list("JAUAP_CORS_ORIGINS", []),
+        )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SpatiaLite file in the instance folder."""
+        if self.database_url:
+            url = self.database_url
+            # Platforms hand out postgres:// URLs; SQLAlchemy wants an explicit driver.
+            if url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url[len("postgres://") :]
+            elif url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
+            return url
+        return f"sqlite:///{Path(self.instance_path) / 'jauap.sqlite'}"
+
+    def check_production(self) -> None:
+        """Refuse to run production on settings that would be unsafe."""
+        if self.env != "production":
+            return
+        problems = []
+        if self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32:
+            problems.append("JAUAP_SECRET_KEY must be set to a random value of at least 32 characters")
+        if self.debug:
+            problems.append("JAUAP_DEBUG must be off")
+        if not self.session_cookie_secure:
+            problems.append("JAUAP_SECURE_COOKIES must be on (the site is served over TLS)")
+        if "*" in self.cors_origins:
+            problems.append("JAUAP_CORS_ORIGINS must list origins explicitly, never '*'")
+        if problems:
+            raise UnsafeConfigError("refusing to start in production: " + "; ".join(problems))
+
+    def to_flask(self) -> dict:
+        """Return the Flask/extension config mapping for these settings."""
+        url = self.resolved_database_url
+        engine_options: dict = {}
+        if url.startswith("sqlite"):
+            try:
+                # The system sqlite3 module cannot load extensions on this Python build;
+                # pysqlite3 can, and is DB-API compatible (ARCHITECTURE.md §6).
+                import pysqlite3.dbapi2 as sqlite_module  # type: ignore[import-not-found]
+            except ImportError:  # pragma: no cover - non-Linux developer machines
+                import sqlite3 as sqlite_module
+            engine_options = {"module": sqlite_module, "connect_args": {"timeout": 30, "check_same_thread": False}}
+        else:
+            engine_options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+        cfg = {
+            "JAUAP_ENV": self.env,
+            "SECRET_KEY": self.secret_key,
+            "DEBUG": self.debug,
+            "TESTING": self.testing,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+            "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+            "JAUAP_REDIS_URL": self.redis_url,
+            "JAUAP_SPATIALITE_LIBRARY": self.spatialite_library,
+            "JAUAP_SECTOR_FILE": self.sector_file,
+            "JAUAP_SECTOR_TOLERANCE_M": self.sector_tolerance_m,
+            "JAUAP_SIMILAR_RADIUS_M": self.similar_radius_m,
+            "JAUAP_REG_PREFIX": self.reg_prefix,
+            "JAUAP_TIMEZONE": self.timezone,
+            "JAUAP_TOKEN_TTL_HOURS": self.token_ttl_hours,
+            "JAUAP_CORS_ORIGINS": self.cors_origins,
+            "MAX_CONTENT_LENGTH": self.max_content_length,
+            "BABEL_DEFAULT_LOCALE": self.default_locale,
+            "BABEL_DEFAULT_TIMEZONE": self.timezone,
+            "BABEL_TRANSLATION_DIRECTORIES": str(Path(__file__).parent / "translations"),
+            "SESSION_COOKIE_HTTPONLY": True,
+            "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SECURE": self.session_cookie_secure,
+            "SESSION_COOKIE_NAME": "jauap_session",
+            "REMEMBER_COOKIE_HTTPONLY": True,
+            "REMEMBER_COOKIE_SECURE": self.session_cookie_secure,
+            "WTF_CSRF_CHECK_DEFAULT": False,  # checked in auth.before_request for cookie sessions only
+            "WTF_CSRF_TIME_LIMIT": None,
+            "WTF_CSRF_HEADERS": ["X-CSRFToken", "X-CSRF-Token"],
+            "JSON_SORT_KEYS": False,
+        }
+        cfg.update(self.extra)
+        return cfg
+
+
+def TestConfig(database_url: str, instance_path: str, **extra) -> Config:  # noqa: N802 - reads as a class
+    """Settings for the test-suite: a given database, a throwaway instance folder."""
+    return Config(
+        env="testing",
+        secret_key="test-secret-key-not-for-production-use-0123456789",  # noqa: S106
+        testing=True,
+        instance_path=instance_path,
+        database_url=database_url,
+        extra=extra,
+    )

@@ -1,0 +1,43 @@
+"""Language selection: explicit choice, then the user's setting, then Accept-Language.
+
+Babel's negotiation is used rather than werkzeug's ``best_match``: for
+``Accept-Language: kk-KZ,ru`` Babel picks ``kk`` (the language of the first
+preference), werkzeug would pick ``ru`` (ARCHITECTURE.md §6).
+"""
+
+from __future__ import annotations
+
+from babel import negotiate_locale
+from flask import Flask, request
+from flask_login import current_user
+
+from server.extensions import babel
+
+LOCALES = ("kk", "ru", "en")
+
+
+def choose_locale(query_lang: str | None, user_lang: str | None, accept: list[str], default: str) -> str:
+    """Pure rule: ``?lang=`` wins, then the user's language, then negotiation, then the default."""
+    if query_lang in LOCALES:
+        return query_lang  # type: ignore[return-value]
+    if user_lang in LOCALES:
+        return user_lang  # type: ignore[return-value]
+    return negotiate_locale(accept, list(LOCALES), sep="-") or default
+
+
+def select_locale() -> str:
+    """Flask-Babel locale selector for the current request."""
+    user_lang = None
+    try:
+        if current_user and current_user.is_authenticated:
+            user_lang = current_user.language
+    except RuntimeError:  # outside a request with a login manager
+        user_lang = None
+    accept = [lang.replace("_", "-") for lang, _q in request.accept_languages] if request else []
+    query_lang = request.args.get("lang") if request else None
+    return choose_locale(query_lang, user_lang, accept, "ru")
+
+
+def init_i18n(app: Flask) -> None:
+    """Bind Flask-Babel with the selector."""
+    babel.init_app(app, locale_selector=select_locale)

@@ -1,0 +1,30 @@
+"""All models, imported here so Alembic and the app see one metadata."""
+
+from server.models.appeal import OPEN_STATUSES, STATUSES, Appeal, AppealEvent, AppendOnlyError, RegCounter
+from server.models.catalog import APPEAL_TYPES, CHANNELS, LANGUAGES, URGENCIES, Topic
+from server.models.citizen import Citizen
+from server.models.sector import Sector, SectorSet, Unit
+from server.models.staff import CENTRE_ROLES, ROLES, UNIT_ROLES, ApiToken, Staff
+
+__all__ = [
+    "APPEAL_TYPES",
+    "CENTRE_ROLES",
+    "CHANNELS",
+    "LANGUAGES",
+    "OPEN_STATUSES",
+    "ROLES",
+    "STATUSES",
+    "UNIT_ROLES",
+    "URGENCIES",
+    "ApiToken",
+    "Appeal",
+    "AppealEvent",
+    "AppendOnlyError",
+    "Citizen",
+    "RegCounter",
+    "Sector",
+    "SectorSet",
+    "Staff",
+    "Topic",
+    "Unit",
+]

@@ -1,0 +1,1 @@
+"""Business logic: verb-named functions with explicit arguments (``now`` is passed in)."""

@@ -1,0 +1,97 @@
+"""Staff accounts, passwords and bearer tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from server.extensions import db
+from server.models import ROLES, UNIT_ROLES, ApiToken, Staff, Unit
+from server.services.errors import Unprocessable
+
+# A valid hash to compare against when the user does not exist, so timing does not reveal usernames.
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+def create_staff(username: str, role: str, password: str, *, unit_code: str | None = None,
+                 full_name: str = "", language: str = "ru", now: datetime) -> Staff:
+    """Create a staff account; unit roles need a unit, centre roles must not have one."""
+    if role not in ROLES:
+        raise Unprocessable("unknown_role", field="role", role=role)
+    if len(password) < 8:
+        raise Unprocessable("password_too_short", field="password")
+    if db.session.scalar(select(Staff).where(Staff.username == username)) is not None:
+        raise Unprocessable("username_taken", field="username")
+    unit = None
+    if role in UNIT_ROLES:
+        if not unit_code:
+            raise Unprocessable("unit_required", field="unit")
+        unit = db.session.scalar(select(Unit).where(Unit.code == unit_code))
+        if unit is None:
+            raise Unprocessable("unknown_unit", field="unit", unit=unit_code)
+    staff = Staff(username=username, role=role, unit=unit, full_name=full_name, language=language,
+                  password_hash=generate_password_hash(password), created_at=now)
+    db.session.add(staff)
+    db.session.flush()
+    return staff
+
+
+def authenticate(username: str, password: str) -> Staff | None:
+    """The active staff member with these credentials, or None."""
+    staff = db.session.scalar(select(Staff).where(Staff.username == username))
+    if staff is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not check_password_hash(staff.password_hash, password) or not staff.active:
+        return None
+    return staff
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(staff: Staff, now: datetime, ttl_hours: int) -> tuple[str, ApiToken]:
+    """A new bearer token (returned once, stored only as its hash)."""
+    token = secrets.token_urlsafe(32)
+    row = ApiToken(staff_id=staff.id, token_hash=_hash(token), auth_epoch=staff.auth_epoch, created_at=now,
+                   expires_at=now + timedelta(hours=ttl_hours))
+    db.session.add(row)
+    db.session.flush()
+    return token, row
+
+
+def staff_for_token(token: str, now: datetime) -> Staff | None:
+    """The staff member a bearer token belongs to, if it is valid now."""
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    staff = row.staff
+    if not staff.active or staff.auth_epoch != row.auth_epoch:
+        return None
+    return staff
+
+
+def revoke_token(token: str, now: datetime) -> bool:
+    """Revoke one bearer token; True if it existed."""
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
+    if row is None:
+        return False
+    row.revoked_at = now
+    return True
+
+
+def load_session_user(session_id: str) -> Staff | None:
+    """The staff member for a Flask-Login session id ``"<id>:<epoch>"``."""
+    try:
+        staff_id, epoch = (int(p) for p in session_id.split(":", 1))
+    except (ValueError, AttributeError):
+        return None
+    staff = db.session.get(Staff, staff_id)
+    if staff is None or not staff.active or staff.auth_epoch != epoch:
+        return None
+    return staff
