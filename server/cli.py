@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import sys
-
 from pathlib import Path
 
 import click
@@ -71,7 +70,8 @@ def sectors_load(path: str) -> None:
 def sectors_list() -> None:
     """Show the current sector set."""
     for sector in routing.current_sectors():
-        click.echo(f"{sector.code}\tv{sector.version}\t{sector.unit.code}\t{sector.name_en}\t{sector.area_m2 / 1e6:.2f} km²")
+        area_km2 = sector.area_m2 / 1e6
+        click.echo(f"{sector.code}\tv{sector.version}\t{sector.unit.code}\t{sector.name_en}\t{area_km2:.2f} km²")
 
 
 @users_cli.command("create")
@@ -118,8 +118,9 @@ def demo_staff(now) -> list[tuple[str, str, str | None]]:
 
 @demo_cli.command("seed")
 @click.option("--appeals", "count", default=300, show_default=True, help="Demo appeals to add.")
+@click.option("--top-up", is_flag=True, help="Only add what is missing to reach --appeals in total.")
 @click.option("--seed", "rng_seed", default=109, show_default=True)
-def demo_seed(count: int, rng_seed: int) -> None:
+def demo_seed(count: int, top_up: bool, rng_seed: int) -> None:
     """Load the sectors if none, create demo staff of every role, and add demo appeals."""
     from server.services.demo import seed_appeals
 
@@ -133,6 +134,8 @@ def demo_seed(count: int, rng_seed: int) -> None:
     demo_staff(now)
     db.session.commit()
     existing = db.session.scalar(select(func.count(Appeal.id))) or 0
+    if top_up:
+        count = max(0, count - existing)
     if count > 0:
         seed_appeals(count, now=now, rng=random.Random(rng_seed + existing),
                      progress=lambda done, total: _progress("demo appeals", done, total))

@@ -67,7 +67,7 @@ def enforce_policy():
     if request.endpoint is None:  # 404 / 405: let the router answer
         return None
     rule = policy_for(request.endpoint)
-    current_user._get_current_object()  # noqa: SLF001 - authenticate now (session, then bearer)
+    current_user._get_current_object()
     # A bearer header cannot be forged cross-site without a CORS preflight, so it needs no CSRF token.
     bearer = request.headers.get("Authorization", "").lower().startswith("bearer ")
     if request.method not in ("GET", "HEAD", "OPTIONS") and not bearer and request.endpoint not in CSRF_EXEMPT:

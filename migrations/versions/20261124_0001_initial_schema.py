@@ -5,8 +5,8 @@ Revises:
 Create Date: 2026-11-24 20:16:38.385211
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from geoalchemy2 import Geometry
 
 # revision identifiers, used by Alembic.

@@ -6,13 +6,14 @@ from flask import request
 from flask_login import current_user
 
 from server.api.errors import ApiError
+from server.api.messages import message
 from server.extensions import db
 from server.models import AppealEvent, Staff
 
 
 def viewer() -> Staff:
     """The logged-in staff member (the policy check has already required one)."""
-    return current_user._get_current_object()  # noqa: SLF001 - the proxied object, not the proxy
+    return current_user._get_current_object()
 
 
 def commit(events: list[AppealEvent] | None = None) -> None:
@@ -31,7 +32,7 @@ def idempotency_key() -> str | None:
     key = key.strip()
     if not (1 <= len(key) <= 128) or not all(33 <= ord(c) <= 126 for c in key):
         raise ApiError(400, "bad_idempotency_key", [{"field": "Idempotency-Key", "code": "bad_idempotency_key",
-                                                      "message": "Idempotency-Key"}])
+                                                      "message": message("bad_idempotency_key")}])
     return key
 
 

@@ -31,10 +31,10 @@ class ApiError(Exception):
         self.params = params
 
 
-def error_response(status: int, code: str, fields: list[dict] | None = None, **params):
-    """Build the JSON error response."""
-    body = {"error": {"code": code, "message": message(code, **params), "fields": fields or []}}
-    return jsonify(body), status
+def error_response(http_status: int, error_code: str, fields: list[dict] | None = None, **params):
+    """Build the JSON error response (``params`` fill the message's placeholders)."""
+    body = {"error": {"code": error_code, "message": message(error_code, **params), "fields": fields or []}}
+    return jsonify(body), http_status
 
 
 def field_errors(exc: ValidationError, prefix: str = "") -> list[dict]:

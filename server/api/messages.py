@@ -6,7 +6,8 @@ and from the HTTP layer. Clients may switch on the code; people read the message
 
 from __future__ import annotations
 
-from flask_babel import gettext, lazy_gettext as _l
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 
 MESSAGES = {
     # HTTP layer
@@ -75,6 +76,7 @@ MESSAGES = {
     "unknown_unit": _l("Unknown unit “%(unit)s”."),
     "invalid_sector_file": _l("The sector file is not valid: %(errors)s"),
     "no_sector_set": _l("No sector set is loaded yet."),
+    "citizen_conflict": _l("The applicant's record is being changed by another request; try again."),
 }
 
 

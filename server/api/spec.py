@@ -149,7 +149,7 @@ def openapi_document(app: Flask, title: str, version: str) -> dict:
         path = rule.rule
         path_params = []
         for arg in rule.arguments:
-            converter = rule._converters.get(arg)  # noqa: SLF001 - werkzeug exposes no public accessor
+            converter = rule._converters.get(arg)
             kind = "integer" if type(converter).__name__ == "IntegerConverter" else "string"
             path = path.replace(f"<int:{arg}>", f"{{{arg}}}").replace(f"<{arg}>", f"{{{arg}}}")
             path_params.append({"name": arg, "in": "path", "required": True, "schema": {"type": kind}})

@@ -106,23 +106,28 @@ def _citizen(data: AppealIn, now: datetime) -> Citizen | None:
     if person is None or not (person.name or person.phone):
         return None
     handle = person.phone if data.channel == "phone" else None
-    if handle:
-        found = db.session.scalar(select(Citizen).where(Citizen.channel == data.channel, Citizen.handle == handle))
-        if found is not None:
-            if person.name:
-                found.name = person.name
-            found.language = person.language
-            return found
-    citizen = Citizen(
-        channel=data.channel,
-        handle=handle,
-        name=person.name,
-        phone=person.phone,
-        language=person.language,
-        created_at=now,
-    )
-    db.session.add(citizen)
-    return citizen
+    # Two calls from one number can arrive at once: insert in a savepoint, and on a unique clash
+    # take the row the other request committed.
+    for _attempt in range(3):
+        if handle:
+            found = db.session.scalar(
+                select(Citizen).where(Citizen.channel == data.channel, Citizen.handle == handle)
+            )
+            if found is not None:
+                if person.name:
+                    found.name = person.name
+                found.language = person.language
+                return found
+        citizen = Citizen(channel=data.channel, handle=handle, name=person.name, phone=person.phone,
+                          language=person.language, created_at=now)
+        try:
+            with db.session.begin_nested():
+                db.session.add(citizen)
+                db.session.flush()
+        except IntegrityError:
+            continue
+        return citizen
+    raise Unprocessable("citizen_conflict", field="citizen")
 
 
 def _store(data, topic, location, due, actor, now, idempotency_key, request_hash):

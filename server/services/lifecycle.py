@@ -23,6 +23,7 @@ from server.services.errors import Forbidden, Unprocessable
 
 CENTRE_DESK = frozenset({"operator", "dispatcher"})
 CHECKERS = frozenset({"inspector", "qc_analyst"})
+DISPATCHERS = frozenset({"system", "dispatcher", "unit_head"})
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,8 @@ TRANSITIONS: dict[str, Transition] = {
         _t("route", ["registered"], "routed", ["system"], kind="appeal.routed"),
         _t("unroute", ["registered"], "unrouted", ["system"], kind="appeal.unrouted"),
         _t("route_manually", ["unrouted", "routed"], "routed", CENTRE_DESK | {"system"}, kind="appeal.routed"),
-        _t("assign", ["routed", "reopened"], "assigned", {"system", "dispatcher", "unit_head"}, kind="appeal.assigned"),
-        _t("reassign", ["assigned", "accepted"], "assigned", {"system", "dispatcher", "unit_head"}, kind="appeal.reassigned"),
+        _t("assign", ["routed", "reopened"], "assigned", DISPATCHERS, kind="appeal.assigned"),
+        _t("reassign", ["assigned", "accepted"], "assigned", DISPATCHERS, kind="appeal.reassigned"),
         _t("decline", ["assigned"], "routed", {"field_staff"}, kind="appeal.declined", needs_reason=True),
         _t("accept", ["assigned"], "accepted", {"field_staff"}, kind="appeal.accepted"),
         _t("depart", ["accepted"], "en_route", {"field_staff"}, kind="appeal.en_route"),

@@ -9,7 +9,7 @@ from pathlib import Path
 from geoalchemy2.shape import from_shape
 from sqlalchemy import func, select
 
-from geo import ValidationReport, read_sector_file
+from geo import ValidationReport, geodesic_area_m2, read_sector_file
 from server.extensions import db
 from server.models import Sector, SectorSet, Unit
 from server.services.errors import Unprocessable
@@ -55,7 +55,7 @@ def load_sector_set(path: str | Path, now: datetime, loaded_by: str | None = Non
                 name_ru=feature.names["ru"],
                 name_en=feature.names["en"],
                 unit_id=unit.id,
-                area_m2=feature.area_m2 if hasattr(feature, "area_m2") else 0.0,
+                area_m2=geodesic_area_m2(feature.geometry),
                 geom=from_shape(feature.geometry, srid=4326),
             )
         )
