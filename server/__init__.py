@@ -27,7 +27,9 @@ def create_app(config: Config | None = None) -> Flask:
     )
     app.config.from_mapping(config.to_flask())
     app.extensions["jauap_config"] = config
-    logging.basicConfig(level=logging.INFO if not config.testing else logging.WARNING)
+    app.json.ensure_ascii = False  # Kazakh and Russian text stays readable in API answers
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("server").setLevel(logging.WARNING if config.testing else logging.INFO)
 
     from server import api, models, web  # noqa: F401 - models register on the metadata
     from server.api.errors import register_error_handlers

@@ -10,6 +10,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
+from werkzeug.serving import run_simple
 
 from geo import SectorFileError
 from server.extensions import db
@@ -157,7 +158,8 @@ def serve(host: str, port: int) -> None:
     click.echo(f"  health          {base}/healthz  {base}/readyz")
     click.echo(f"\nDemo logins (password '{DEMO_PASSWORD}'): admin, operator, dispatcher, inspector, qc_analyst, "
                "analyst, methodologist, pr_manager, head-u1 .. head-u6, field-u1-a .. field-u6-b\n")
-    current_app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+    # app.run() is a no-op under the flask CLI; serve with werkzeug directly (threaded, one process).
+    run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
 
 
 def register_cli(app: Flask) -> None:

@@ -16,12 +16,15 @@ from server.extensions import babel
 LOCALES = ("kk", "ru", "en")
 
 
-def choose_locale(query_lang: str | None, user_lang: str | None, accept: list[str], default: str) -> str:
-    """Pure rule: ``?lang=`` wins, then the user's language, then negotiation, then the default."""
-    if query_lang in LOCALES:
-        return query_lang  # type: ignore[return-value]
-    if user_lang in LOCALES:
-        return user_lang  # type: ignore[return-value]
+LANG_COOKIE = "jauap_lang"
+
+
+def choose_locale(query_lang: str | None, user_lang: str | None, accept: list[str], default: str,
+                  cookie_lang: str | None = None) -> str:
+    """Pure rule: ``?lang=`` wins, then the user's setting, then the remembered switch, then negotiation."""
+    for choice in (query_lang, user_lang, cookie_lang):
+        if choice in LOCALES:
+            return choice  # type: ignore[return-value]
     return negotiate_locale(accept, list(LOCALES), sep="-") or default
 
 
@@ -35,9 +38,20 @@ def select_locale() -> str:
         user_lang = None
     accept = [lang.replace("_", "-") for lang, _q in request.accept_languages] if request else []
     query_lang = request.args.get("lang") if request else None
-    return choose_locale(query_lang, user_lang, accept, "ru")
+    cookie_lang = request.cookies.get(LANG_COOKIE) if request else None
+    return choose_locale(query_lang, user_lang, accept, "ru", cookie_lang)
+
+
+def remember_switch(response):
+    """after_request: a ``?lang=`` choice from the language switch is remembered for a year."""
+    lang = request.args.get("lang")
+    if lang in LOCALES and request.cookies.get(LANG_COOKIE) != lang:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="Lax", httponly=True,
+                            secure=request.is_secure)
+    return response
 
 
 def init_i18n(app: Flask) -> None:
     """Bind Flask-Babel with the selector."""
     babel.init_app(app, locale_selector=select_locale)
+    app.after_request(remember_switch)

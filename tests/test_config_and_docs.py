@@ -60,6 +60,14 @@ def test_locale_choice(query, user, accept, expected):
 
 
 @pytest.mark.usefixtures("db_session")
+def test_language_switch_is_remembered(client):
+    assert "Кіру" in client.get("/login?lang=kk").get_data(as_text=True)
+    page = client.get("/login", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Кіру" in page  # the cookie set by the switch beats the browser's Accept-Language
+    assert "Вход" in client.get("/login?lang=ru").get_data(as_text=True)
+
+
+@pytest.mark.usefixtures("db_session")
 def test_openapi_document_is_valid_and_covers_the_api(client):
     doc = client.get("/api/v1/openapi.json").json
     validate(doc)

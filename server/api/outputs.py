@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_babel import get_locale
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 from server.models import Appeal, AppealEvent, Sector, Staff
 from server.services import appeals as appeal_service
@@ -105,6 +105,10 @@ class TopicOut(BaseModel):
 
     code: str
     name: str
+
+
+class TopicList(RootModel[list[TopicOut]]):
+    """The topic catalogue."""
 
 
 class LookupOut(BaseModel):

@@ -6,14 +6,14 @@ from flask import jsonify
 from sqlalchemy import select
 
 from server.api import bp
-from server.api.outputs import TopicOut, locale
+from server.api.outputs import TopicList, TopicOut, locale
 from server.api.spec import endpoint
 from server.extensions import db
 from server.models import Topic
 
 
 @bp.get("/topics")
-@endpoint(responses={200: None}, tags=["catalogue"])
+@endpoint(responses={200: TopicList}, tags=["catalogue"])
 def list_topics():
     """The topics appeals are filed under, named in the requester's language."""
     lang = locale()

@@ -42,19 +42,10 @@ STATUSES = (
     "duplicate",
     "forwarded",
 )
+# Statuses after which the centre owes the citizen nothing more (until a dispute reopens the appeal).
+DONE_STATUSES = ("answered", "closed", "rejected", "duplicate", "forwarded")
 # Statuses in which the city still owes the citizen something.
-OPEN_STATUSES = (
-    "registered",
-    "routed",
-    "unrouted",
-    "assigned",
-    "accepted",
-    "en_route",
-    "on_site",
-    "resolved",
-    "verified",
-    "reopened",
-)
+OPEN_STATUSES = tuple(s for s in STATUSES if s not in DONE_STATUSES)
 
 
 def _in(column: str, values) -> str:
