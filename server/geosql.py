@@ -47,6 +47,11 @@ def within_m(geom_col, lon: float, lat: float, metres: float) -> ColumnElement:
     return func.PtDistWithin(geom_col, point_expr(lon, lat), metres) == 1
 
 
+def by_code(code_col):
+    """Order by sector code byte-wise, as Python does (PostgreSQL's locale collation ignores '-', '_', case)."""
+    return code_col.collate("C") if dialect() == "postgresql" else code_col
+
+
 def in_bbox(geom_col, min_lon: float, min_lat: float, max_lon: float, max_lat: float) -> ColumnElement:
     """``geom_col`` intersects the lon/lat box."""
     if dialect() == "postgresql":

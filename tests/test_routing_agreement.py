@@ -44,7 +44,7 @@ def sql_sector(lon: float, lat: float) -> str | None:
     version = routing.current_version()
     return db.session.scalar(
         select(Sector.code).where(Sector.version == version, geosql.covers(Sector.geom, lon, lat))
-        .order_by(Sector.code).limit(1)
+        .order_by(geosql.by_code(Sector.code)).limit(1)
     )
 
 

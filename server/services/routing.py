@@ -16,6 +16,7 @@ from geoalchemy2.shape import to_shape
 from sqlalchemy import func, select
 
 from geo import SectorIndex
+from server import geosql
 from server.extensions import db
 from server.models import Appeal, Sector, SectorSet
 from server.services.errors import Unprocessable
@@ -43,7 +44,8 @@ def current_sectors() -> list[Sector]:
     version = current_version()
     if version is None:
         return []
-    return list(db.session.scalars(select(Sector).where(Sector.version == version).order_by(Sector.code)))
+    query = select(Sector).where(Sector.version == version).order_by(geosql.by_code(Sector.code))
+    return list(db.session.scalars(query))
 
 
 def sector_index() -> tuple[SectorIndex | None, dict[str, int]]:
