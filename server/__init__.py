@@ -37,6 +37,7 @@ def create_app(config: Config | None = None) -> Flask:
     from server.database import configure_engine
     from server.extensions import db, migrate
     from server.i18n import init_i18n
+    from server.realtime import init_realtime
     from server.security import init_security
 
     db.init_app(app)
@@ -46,6 +47,7 @@ def create_app(config: Config | None = None) -> Flask:
     init_i18n(app)
     init_security(app)
     register_error_handlers(app)
+    init_realtime(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
     register_cli(app)

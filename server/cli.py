@@ -10,10 +10,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
-from werkzeug.serving import run_simple
 
 from geo import SectorFileError
-from server.extensions import db
+from server.extensions import db, socketio
 from server.models import ROLES, Appeal, Staff, Topic, Unit
 from server.models.types import utcnow
 from server.services import routing
@@ -109,10 +108,13 @@ def demo_staff(now) -> list[tuple[str, str, str | None]]:
         tag = unit.code.lower()
         wanted += [(f"head-{tag}", "unit_head", unit.code), (f"field-{tag}-a", "field_staff", unit.code),
                    (f"field-{tag}-b", "field_staff", unit.code)]
-    for username, role, unit_code in wanted:
+    shifts = ["A", "B", "C", "D"]
+    for i, (username, role, unit_code) in enumerate(wanted):
         if db.session.scalar(select(Staff).where(Staff.username == username)) is None:
-            staff_service.create_staff(username, role, DEMO_PASSWORD, unit_code=unit_code, now=now,
-                                       full_name=username.replace("-", " ").title())
+            staff = staff_service.create_staff(username, role, DEMO_PASSWORD, unit_code=unit_code, now=now,
+                                               full_name=username.replace("-", " ").title())
+            staff.shift_code = shifts[i % len(shifts)]
+            staff.on_duty = role in ("field_staff", "unit_head", "operator", "dispatcher")
         created.append((username, role, unit_code))
     return created
 
@@ -158,8 +160,9 @@ def serve(host: str, port: int) -> None:
     click.echo(f"  health          {base}/healthz  {base}/readyz")
     click.echo(f"\nDemo logins (password '{DEMO_PASSWORD}'): admin, operator, dispatcher, inspector, qc_analyst, "
                "analyst, methodologist, pr_manager, head-u1 .. head-u6, field-u1-a .. field-u6-b\n")
-    # app.run() is a no-op under the flask CLI; serve with werkzeug directly (threaded, one process).
-    run_simple(host, port, current_app._get_current_object(), threaded=True, use_reloader=False)
+    # The embedded default: one process, Socket.IO in threading mode on werkzeug (ARCHITECTURE.md §5).
+    socketio.run(current_app._get_current_object(), host=host, port=port, allow_unsafe_werkzeug=True,
+                 use_reloader=False, debug=False)
 
 
 def register_cli(app: Flask) -> None:

@@ -70,6 +70,12 @@ class Config:
     token_ttl_hours: int = 12
     session_cookie_secure: bool = False
     cors_origins: list[str] = field(default_factory=list)
+    async_mode: str = "threading"
+    accept_timeout_min: int = 15
+    position_min_interval_s: float = 10.0
+    position_retention_days: int = 30
+    position_stale_min: int = 10
+    connection_sweep_s: float = 2.0
     testing: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -95,6 +101,12 @@ class Config:
             token_ttl_hours=_env_int("JAUAP_TOKEN_TTL_HOURS", 12),
             session_cookie_secure=_env_bool("JAUAP_SECURE_COOKIES", env == "production"),
             cors_origins=_env_list("JAUAP_CORS_ORIGINS", []),
+            async_mode=_env("JAUAP_ASYNC_MODE", "threading") or "threading",
+            accept_timeout_min=_env_int("JAUAP_ACCEPT_TIMEOUT_MIN", 15),
+            position_min_interval_s=_env_float("JAUAP_POSITION_MIN_INTERVAL_S", 10.0),
+            position_retention_days=_env_int("JAUAP_POSITION_RETENTION_DAYS", 30),
+            position_stale_min=_env_int("JAUAP_POSITION_STALE_MIN", 10),
+            connection_sweep_s=_env_float("JAUAP_CONNECTION_SWEEP_S", 2.0),
         )
 
     @property
@@ -157,6 +169,12 @@ class Config:
             "JAUAP_TIMEZONE": self.timezone,
             "JAUAP_TOKEN_TTL_HOURS": self.token_ttl_hours,
             "JAUAP_CORS_ORIGINS": self.cors_origins,
+            "JAUAP_ASYNC_MODE": self.async_mode,
+            "JAUAP_ACCEPT_TIMEOUT_MIN": self.accept_timeout_min,
+            "JAUAP_POSITION_MIN_INTERVAL_S": self.position_min_interval_s,
+            "JAUAP_POSITION_RETENTION_DAYS": self.position_retention_days,
+            "JAUAP_POSITION_STALE_MIN": self.position_stale_min,
+            "JAUAP_CONNECTION_SWEEP_S": self.connection_sweep_s,
             "MAX_CONTENT_LENGTH": self.max_content_length,
             "BABEL_DEFAULT_LOCALE": self.default_locale,
             "BABEL_DEFAULT_TIMEZONE": self.timezone,

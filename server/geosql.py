@@ -7,6 +7,7 @@ everywhere: a sector **covers** the point (boundary included), lowest code wins.
 from __future__ import annotations
 
 from geoalchemy2.elements import WKTElement
+from geoalchemy2.shape import to_shape
 from sqlalchemy import func, literal
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -57,3 +58,11 @@ def in_bbox(geom_col, min_lon: float, min_lat: float, max_lon: float, max_lat: f
     if dialect() == "postgresql":
         return geom_col.op("&&")(func.ST_MakeEnvelope(min_lon, min_lat, max_lon, max_lat, 4326))
     return func.MbrIntersects(geom_col, func.BuildMbr(min_lon, min_lat, max_lon, max_lat, 4326)) == 1
+
+
+def lonlat(geom) -> tuple[float, float] | None:
+    """A stored point as (lon, lat), or None."""
+    if geom is None:
+        return None
+    pt = to_shape(geom)
+    return (pt.x, pt.y)

@@ -123,3 +123,48 @@ class TransitionIn(Strict):
     reason: Text | None = Field(default=None, max_length=2000)
     answer: Text | None = Field(default=None, max_length=4000, description="Answer text, for answer actions.")
     sector: Text | None = Field(default=None, max_length=16, description="Sector code, for route_manually.")
+
+
+class PositionIn(Strict):
+    """A device position report."""
+
+    lat: Number = Field(ge=-90, le=90)
+    lon: Number = Field(ge=-180, le=180)
+    accuracy_m: Number | None = Field(default=None, ge=0, le=100_000)
+    recorded_at: str | None = Field(default=None, max_length=40, description="Device time, ISO 8601 with offset.")
+
+
+class DutyIn(Strict):
+    """Going on or off duty."""
+
+    on_duty: bool
+
+
+class ReassignIn(Strict):
+    """Move an appeal to another staff member, or to another unit's queue."""
+
+    staff_id: int | None = Field(default=None, ge=1)
+    unit: Text | None = Field(default=None, max_length=16)
+    reason: Text | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if (self.staff_id is None) == (self.unit is None):
+            raise PydanticCustomError("one_target", "give staff_id or unit", {"field": "staff_id"})
+        return self
+
+
+class StaffPatch(Strict):
+    """Admin changes to an account."""
+
+    unit: Text | None = Field(default=None, max_length=16)
+    active: bool | None = None
+    shift: Text | None = Field(default=None, max_length=8)
+    language: Language | None = None
+
+
+class EventsQuery(Strict):
+    """Catch-up after reconnecting."""
+
+    after: int = Field(default=0, ge=0)
+    limit: int = Field(default=500, ge=1, le=2000)

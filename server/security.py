@@ -45,6 +45,14 @@ POLICY: dict[str, object] = {
     "api.get_appeal": APPEAL_READERS,
     # The state machine decides which role may take which action; admins and analysts take none.
     "api.appeal_transition": APPEAL_READERS - {"admin", "analyst", "methodologist", "pr_manager"},
+    "api.list_events": APPEAL_READERS,
+    "api.reassign_appeal": frozenset({"dispatcher", "unit_head"}),
+    "api.set_my_duty": frozenset({"field_staff", "unit_head", "operator", "dispatcher", "inspector"}),
+    "api.report_my_position": frozenset({"field_staff", "unit_head"}),
+    "api.staff_positions": frozenset({"dispatcher", "operator", "inspector", "unit_head"}),
+    "api.list_staff": frozenset({"dispatcher", "unit_head", "admin"}),
+    "api.list_shifts": frozenset({"dispatcher", "unit_head", "admin", "operator"}),
+    "api.update_staff": frozenset({"admin"}),
 }
 
 # Unsafe methods that need no CSRF token: they authenticate by the credentials in the body.

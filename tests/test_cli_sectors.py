@@ -80,7 +80,7 @@ def test_users_create_and_demo_seed(committed_app):
         roles = set(db.session.scalars(select(Staff.role)))
         assert roles == set(ROLES)
         statuses = set(db.session.scalars(select(Appeal.status)))
-        assert {"routed", "closed"} <= statuses
+        assert {"assigned", "closed"} <= statuses  # on-duty demo crews get work at intake
     again = runner.invoke(args=["demo", "seed", "--appeals", "40", "--top-up"])
     assert again.exit_code == 0
     with committed_app.app_context():

@@ -53,7 +53,7 @@ def appeal_transition(appeal_id: int, body: TransitionIn):
     """Take a lifecycle step (an action of the state machine) on an appeal."""
     staff = viewer()
     appeal = appeal_service.get_appeal(appeal_id, staff)
-    event = appeal_service.apply_action(appeal, staff, body.action, utcnow(), reason=body.reason,
-                                        answer=body.answer, sector=body.sector)
-    commit([event])
+    events = appeal_service.apply_action(appeal, staff, body.action, utcnow(), reason=body.reason,
+                                         answer=body.answer, sector=body.sector)
+    commit(events)
     return jsonify(appeal_out(appeal, staff, with_history=True))

@@ -9,6 +9,7 @@ from server.api.errors import ApiError
 from server.api.messages import message
 from server.extensions import db
 from server.models import AppealEvent, Staff
+from server.realtime import publish
 
 
 def viewer() -> Staff:
@@ -17,11 +18,10 @@ def viewer() -> Staff:
 
 
 def commit(events: list[AppealEvent] | None = None) -> None:
-    """Commit the unit of work; live publication of ``events`` happens only after this."""
+    """Commit the unit of work, then (and only then) publish ``events`` live."""
+    messages = publish.prepare(events) if events else []
     db.session.commit()
-    publisher = getattr(commit, "publisher", None)
-    if publisher and events:
-        publisher(events)
+    publish.emit_all(messages)
 
 
 def idempotency_key() -> str | None:

@@ -76,6 +76,14 @@ MESSAGES = {
     "unknown_unit": _l("Unknown unit “%(unit)s”."),
     "invalid_sector_file": _l("The sector file is not valid: %(errors)s"),
     "no_sector_set": _l("No sector set is loaded yet."),
+    "not_your_assignment": _l("This appeal is not assigned to you."),
+    "unknown_assignee": _l("Choose an active field staff member."),
+    "other_unit": _l("That person works in another unit."),
+    "only_dispatcher_moves_units": _l("Only the dispatcher moves appeals between units."),
+    "unknown_shift": _l("Unknown shift."),
+    "staff_not_found": _l("No such staff member."),
+    "position_too_frequent": _l("Positions are accepted at most every %(seconds)s seconds."),
+    "one_target": _l("give either staff_id or unit"),
     "citizen_conflict": _l("The applicant's record is being changed by another request; try again."),
 }
 

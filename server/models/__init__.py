@@ -3,6 +3,7 @@
 from server.models.appeal import OPEN_STATUSES, STATUSES, Appeal, AppealEvent, AppendOnlyError, RegCounter
 from server.models.catalog import APPEAL_TYPES, CHANNELS, LANGUAGES, URGENCIES, Topic
 from server.models.citizen import Citizen
+from server.models.duty import PositionFix, Shift, StaffPosition
 from server.models.sector import Sector, SectorSet, Unit
 from server.models.staff import CENTRE_ROLES, ROLES, UNIT_ROLES, ApiToken, Staff
 
@@ -21,10 +22,13 @@ __all__ = [
     "AppealEvent",
     "AppendOnlyError",
     "Citizen",
+    "PositionFix",
     "RegCounter",
     "Sector",
     "SectorSet",
+    "Shift",
     "Staff",
+    "StaffPosition",
     "Topic",
     "Unit",
 ]

@@ -36,6 +36,9 @@ class Staff(db.Model):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped to invalidate every session and token of this person (disable, move, password change).
     auth_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    shift_code: Mapped[str | None] = mapped_column(String(8), nullable=True)  # a Shift.code
+    on_duty: Mapped[bool] = mapped_column(Boolean, default=False)
+    duty_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     unit: Mapped[Unit | None] = relationship(lazy="joined")

@@ -10,7 +10,7 @@ from sqlalchemy import Select, false, func, select, true
 from server import geosql
 from server.extensions import db
 from server.models import APPEAL_TYPES, STATUSES, Appeal, AppealEvent, Sector, Staff
-from server.services import routing
+from server.services import dispatch, routing
 from server.services.errors import NotFound, Unprocessable
 from server.services.lifecycle import Actor, transition
 
@@ -131,13 +131,18 @@ def list_appeals(viewer: Staff, page: int = 1, per_page: int = 50, **filters) ->
 
 
 def apply_action(appeal: Appeal, viewer: Staff, action: str, now: datetime, *, reason=None, answer=None,
-                 sector=None) -> AppealEvent:
+                 sector=None) -> list[AppealEvent]:
     """Take a lifecycle step on ``appeal`` as ``viewer`` (the generic transition endpoint)."""
     actor = Actor.of(viewer)
+    if viewer.role == "field_staff" and appeal.assignee_id != viewer.id:
+        # Field staff act only on their own assignments, whatever the state machine would allow.
+        raise Unprocessable("not_your_assignment", field="action")
     if action == "route_manually":
         if not sector:
             raise Unprocessable("sector_required", field="sector")
-        return routing.route_manually(appeal, sector, actor, now)
+        return [routing.route_manually(appeal, sector, actor, now)]
+    if action == "decline":
+        return dispatch.decline(appeal, actor, now, reason)
     data = {}
     if action in ("answer", "answer_first_contact"):
         if not answer:
@@ -146,4 +151,4 @@ def apply_action(appeal: Appeal, viewer: Staff, action: str, now: datetime, *, r
     event = transition(appeal, action, actor, now, reason=reason, data=data)
     if answer and action in ("answer", "answer_first_contact"):
         appeal.answer_text = answer
-    return event
+    return [event]

@@ -40,8 +40,10 @@ def seed_appeals(count: int, *, now: datetime, rng: random.Random,
     operators = list(db.session.scalars(select(Staff).where(Staff.role == "operator")))
     operator = Actor.of(operators[0]) if operators else SYSTEM
     topics = {t.code for t in db.session.scalars(select(Topic))}
-    crew = {s.role if s.role != "field_staff" else f"field:{s.unit_id}": Actor.of(s)
-            for s in db.session.scalars(select(Staff).where(Staff.active.is_(True)).order_by(Staff.id.desc()))}
+    crew: dict[str, Actor] = {}
+    for s in db.session.scalars(select(Staff).where(Staff.active.is_(True)).order_by(Staff.id.desc())):
+        crew[s.role if s.role != "field_staff" else f"field:{s.unit_id}"] = Actor.of(s)
+        crew[f"user:{s.id}"] = Actor.of(s)
     for i in range(count):
         lang = rng.choices(["kk", "ru", "en"], weights=[55, 42, 3])[0]
         appeal_type = _pick(rng, TYPE_WEIGHTS)
@@ -74,7 +76,7 @@ def seed_appeals(count: int, *, now: datetime, rng: random.Random,
 def _advance(appeal, rng: random.Random, created: datetime, now: datetime, crew: dict[str, Actor]) -> None:
     """Carry an appeal some way through its life, with the unit's staff and plausible times."""
     field = crew.get(f"field:{appeal.unit_id}")
-    if appeal.status != "routed" or field is None:
+    if appeal.status not in ("routed", "assigned") or field is None:
         return
     actors = {"dispatcher": crew.get("dispatcher", SYSTEM), "field": field,
               "inspector": crew.get("inspector", SYSTEM)}
@@ -83,6 +85,10 @@ def _advance(appeal, rng: random.Random, created: datetime, now: datetime, crew:
             ("verify", "inspector"), ("answer", "inspector"), ("close", "inspector")]
     stop = {"routed": 0, "assigned": 1, "accepted": 2, "resolved": 4, "closed": 7}[plan]
     step = created
+    if appeal.status == "assigned":  # the engine already assigned it at intake
+        path, stop = path[1:], max(stop - 1, 0)
+        field = crew.get(f"user:{appeal.assignee_id}", field)
+        actors["field"] = field
     for action, who in path[:stop]:
         step = min(step + timedelta(minutes=rng.randint(10, 600)), now)
         if action == "assign":

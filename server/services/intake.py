@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import current_app
-from geoalchemy2.shape import to_shape
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -25,7 +24,7 @@ from server import geosql
 from server.extensions import db
 from server.models import OPEN_STATUSES, Appeal, AppealEvent, Citizen, Topic
 from server.schemas import AppealIn
-from server.services import routing, sla
+from server.services import dispatch, routing, sla
 from server.services.calendar import local_year
 from server.services.errors import Unprocessable
 from server.services.lifecycle import Actor, record_event
@@ -164,15 +163,16 @@ def _store(data, topic, location, due, actor, now, idempotency_key, request_hash
         data={"reg_no": appeal.reg_no, "type": appeal.type, "topic": appeal.topic_code, "channel": appeal.channel},
     )
     routed = routing.route_appeal(appeal, location, now)
-    return appeal, [registered, routed]
+    events = [registered, routed]
+    assigned = dispatch.auto_assign(appeal, now)
+    if assigned is not None:
+        events.append(assigned)
+    return appeal, events
 
 
 def appeal_point(appeal: Appeal) -> tuple[float, float] | None:
     """The appeal's (lon, lat), or None."""
-    if appeal.location is None:
-        return None
-    pt = to_shape(appeal.location)
-    return (pt.x, pt.y)
+    return geosql.lonlat(appeal.location)
 
 
 def find_similar(appeal: Appeal, limit: int = 10) -> list[Similar]:

@@ -61,6 +61,7 @@ TRANSITIONS: dict[str, Transition] = {
         _t("route_manually", ["unrouted", "routed"], "routed", CENTRE_DESK | {"system"}, kind="appeal.routed"),
         _t("assign", ["routed", "reopened"], "assigned", DISPATCHERS, kind="appeal.assigned"),
         _t("reassign", ["assigned", "accepted"], "assigned", DISPATCHERS, kind="appeal.reassigned"),
+        _t("move_unit", ["routed", "reopened", "assigned", "accepted"], "routed", {"dispatcher"}, kind="appeal.moved"),
         _t("decline", ["assigned"], "routed", {"field_staff"}, kind="appeal.declined", needs_reason=True),
         _t("accept", ["assigned"], "accepted", {"field_staff"}, kind="appeal.accepted"),
         _t("depart", ["accepted"], "en_route", {"field_staff"}, kind="appeal.en_route"),
