@@ -76,6 +76,8 @@ class Config:
     position_retention_days: int = 30
     position_stale_min: int = 10
     connection_sweep_s: float = 2.0
+    tile_url: str | None = None
+    at_risk_share: float = 0.75
     testing: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -107,6 +109,8 @@ class Config:
             position_retention_days=_env_int("JAUAP_POSITION_RETENTION_DAYS", 30),
             position_stale_min=_env_int("JAUAP_POSITION_STALE_MIN", 10),
             connection_sweep_s=_env_float("JAUAP_CONNECTION_SWEEP_S", 2.0),
+            tile_url=_env("JAUAP_TILE_URL"),
+            at_risk_share=_env_float("JAUAP_AT_RISK_SHARE", 0.75),
         )
 
     @property
@@ -175,6 +179,8 @@ class Config:
             "JAUAP_POSITION_RETENTION_DAYS": self.position_retention_days,
             "JAUAP_POSITION_STALE_MIN": self.position_stale_min,
             "JAUAP_CONNECTION_SWEEP_S": self.connection_sweep_s,
+            "JAUAP_TILE_URL": self.tile_url,
+            "JAUAP_AT_RISK_SHARE": self.at_risk_share,
             "MAX_CONTENT_LENGTH": self.max_content_length,
             "BABEL_DEFAULT_LOCALE": self.default_locale,
             "BABEL_DEFAULT_TIMEZONE": self.timezone,

@@ -168,3 +168,21 @@ class EventsQuery(Strict):
 
     after: int = Field(default=0, ge=0)
     limit: int = Field(default=500, ge=1, le=2000)
+
+
+class MapQuery(Strict):
+    """Filters for the live map (comma-separated lists)."""
+
+    bbox: str | None = Field(default=None, description="min_lon,min_lat,max_lon,max_lat")
+    status: str | None = None
+    type: str | None = None
+    topic: str | None = None
+    sector: str | None = None
+
+
+class SimilarQuery(Strict):
+    """A point and topic to look for look-alike open appeals."""
+
+    lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
+    lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
+    topic: str = Field(min_length=1, max_length=32)

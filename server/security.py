@@ -53,6 +53,15 @@ POLICY: dict[str, object] = {
     "api.list_staff": frozenset({"dispatcher", "unit_head", "admin"}),
     "api.list_shifts": frozenset({"dispatcher", "unit_head", "admin", "operator"}),
     "api.update_staff": frozenset({"admin"}),
+    "api.map_appeals": APPEAL_READERS,
+    "api.map_counters": APPEAL_READERS,
+    "web.dispatch_page": frozenset({"dispatcher", "unit_head", "operator", "inspector", "admin"}),
+    "web.operator_page": frozenset({"operator", "dispatcher"}),
+    "web.dispatch_asset": PUBLIC,
+    "web.operator_asset": PUBLIC,
+    "api.csrf_token": AUTHENTICATED,
+    "api.ui_config": PUBLIC,
+    "api.similar_appeals": frozenset({"operator", "dispatcher"}),
 }
 
 # Unsafe methods that need no CSRF token: they authenticate by the credentials in the body.

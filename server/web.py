@@ -80,6 +80,33 @@ def docs():
     return render_template("docs.html")
 
 
+PWA_DIR = VENDOR_DIR.parent
+
+
+@bp.get("/dispatch/")
+def dispatch_page():
+    """The dispatcher's live map (static page in pwa/dispatch/)."""
+    return send_from_directory(PWA_DIR / "dispatch", "index.html", max_age=0)
+
+
+@bp.get("/operator/")
+def operator_page():
+    """The 109 operator console (static page in pwa/operator/)."""
+    return send_from_directory(PWA_DIR / "operator", "index.html", max_age=0)
+
+
+@bp.get("/dispatch/<path:filename>")
+def dispatch_asset(filename: str):
+    """Static files of the dispatcher's map (no data: everything personal comes from the API)."""
+    return send_from_directory(PWA_DIR / "dispatch", filename, max_age=300)
+
+
+@bp.get("/operator/<path:filename>")
+def operator_asset(filename: str):
+    """Static files of the operator console."""
+    return send_from_directory(PWA_DIR / "operator", filename, max_age=300)
+
+
 @bp.get("/vendor/<path:filename>")
 def vendor(filename: str):
     """Vendored front-end libraries (see pwa/vendor/README.md)."""

@@ -11,7 +11,7 @@ from server.extensions import db
 from server.models import ApiToken
 from server.models.types import utcnow
 from server.security import POLICY, PUBLIC
-from tests.conftest import APPEAL, PASSWORD, make_staff
+from tests.conftest import APPEAL, PASSWORD, bearer, make_staff
 
 pytestmark = pytest.mark.usefixtures("db_session")
 
@@ -21,12 +21,12 @@ def test_every_route_has_a_policy(app):
     assert missing == [], f"routes without a policy entry: {missing}"
 
 
-def test_a_route_without_policy_is_denied(app, client, as_role):
-    # Register a route the policy table does not know: default deny, even for a logged-in admin.
-    if "probe_unlisted" not in app.view_functions:
-        app.add_url_rule("/probe-unlisted", "probe_unlisted", lambda: "secret")
-    _a, headers = as_role("admin")
-    res = client.get("/probe-unlisted", headers=headers)
+def test_a_route_without_policy_is_denied(committed_app):
+    # A route the policy table does not know: default deny, even for a logged-in admin.
+    committed_app.add_url_rule("/probe-unlisted", "probe_unlisted", lambda: "secret")
+    with committed_app.app_context():
+        headers = bearer(make_staff("admin"))
+    res = committed_app.test_client().get("/probe-unlisted", headers=headers)
     assert res.status_code == 403 and b"secret" not in res.data
 
 

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from server.api import appeals, auth, dispatch, meta, sectors, topics  # noqa: E402,F401  (views register on bp)
+from server.api import appeals, auth, dispatch, mapdata, meta, sectors, topics  # noqa: E402,F401  (views register on bp)

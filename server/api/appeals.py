@@ -9,9 +9,9 @@ from server.api.common import IDEMPOTENCY_HEADER, commit, idempotency_key, viewe
 from server.api.outputs import AppealCreated, AppealOut, AppealPage, appeal_out, similar_out
 from server.api.spec import endpoint
 from server.models.types import utcnow
-from server.schemas import AppealIn, AppealListQuery, TransitionIn
+from server.schemas import AppealIn, AppealListQuery, SimilarQuery, TransitionIn
 from server.services import appeals as appeal_service
-from server.services.intake import register_appeal
+from server.services.intake import find_similar_at, register_appeal
 from server.services.lifecycle import Actor
 
 
@@ -37,6 +37,14 @@ def list_appeals(query: AppealListQuery):
     page = appeal_service.list_appeals(staff, page=query.page, per_page=query.per_page, **filters)
     return jsonify({"items": [appeal_out(a, staff) for a in page.items], "total": page.total,
                     "page": page.page, "per_page": page.per_page})
+
+
+@bp.get("/appeals/similar")
+@endpoint(query=SimilarQuery, tags=["appeals"])
+def similar_appeals(query: SimilarQuery):
+    """Open appeals of a topic near a point (before saving: link instead of duplicating)."""
+    found = find_similar_at(query.lon, query.lat, query.topic)
+    return jsonify(similar_out(found))
 
 
 @bp.get("/appeals/<int:appeal_id>")

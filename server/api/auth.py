@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app, jsonify, request
+from flask_wtf.csrf import generate_csrf
 
 from server.api import bp
 from server.api.common import commit, viewer
@@ -44,3 +45,18 @@ def me():
     staff = viewer()
     return jsonify(MeOut(id=staff.id, username=staff.username, full_name=staff.full_name, role=staff.role,
                          unit=staff.unit.code if staff.unit else None, language=staff.language).model_dump())
+
+
+@bp.get("/auth/csrf")
+@endpoint(tags=["auth"])
+def csrf_token():
+    """The CSRF token a browser page sends as ``X-CSRFToken`` on writes with the session cookie."""
+    return jsonify({"csrf_token": generate_csrf()})
+
+
+@bp.get("/ui-config")
+@endpoint(tags=["meta"])
+def ui_config():
+    """Settings the browser screens need: the map's tile URL (blank basemap when unset) and languages."""
+    return jsonify({"tile_url": current_app.config.get("JAUAP_TILE_URL"), "languages": ["kk", "ru", "en"],
+                    "at_risk_share": current_app.config.get("JAUAP_AT_RISK_SHARE", 0.75)})

@@ -194,7 +194,8 @@ def appeal_out(appeal: Appeal, viewer: Staff, *, with_history: bool = False, cls
     ).model_dump(mode="json")
 
 
-def similar_out(items: list[Similar]) -> list[SimilarOut]:
+def similar_out(items: list[Similar]) -> list[dict]:
     """The duplicate suggestion list."""
     return [SimilarOut(id=s.appeal.id, reg_no=s.appeal.reg_no, status=s.appeal.status,
-                       distance_m=round(s.distance_m, 1), created_at=s.appeal.created_at) for s in items]
+                       distance_m=round(s.distance_m, 1), created_at=s.appeal.created_at).model_dump(mode="json")
+            for s in items]

@@ -180,12 +180,19 @@ def find_similar(appeal: Appeal, limit: int = 10) -> list[Similar]:
     point = appeal_point(appeal)
     if point is None:
         return []
+    return find_similar_at(point[0], point[1], appeal.topic_code, exclude_id=appeal.id, limit=limit)
+
+
+def find_similar_at(lon: float, lat: float, topic: str, *, exclude_id: int | None = None,
+                    limit: int = 10) -> list[Similar]:
+    """Open appeals of ``topic`` within the similarity radius of (lon, lat), nearest first."""
+    point = (lon, lat)
     radius = current_app.config["JAUAP_SIMILAR_RADIUS_M"]
     rows = db.session.scalars(
         select(Appeal).where(
-            Appeal.topic_code == appeal.topic_code,
+            Appeal.topic_code == topic,
             Appeal.status.in_(OPEN_STATUSES),
-            Appeal.id != appeal.id,
+            Appeal.id != (exclude_id or 0),
             Appeal.location.is_not(None),
             geosql.within_m(Appeal.location, point[0], point[1], radius),
         )

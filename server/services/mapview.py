@@ -1,0 +1,69 @@
+"""The dispatcher map's data: open appeals in a box, in a compact payload, and per-sector counters.
+
+With 10,000 open appeals the map must stay smooth, so rows are arrays (no repeated
+keys) and only what a marker needs is sent; details come from GET /appeals/<id>.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from server import geosql
+from server.extensions import db
+from server.models import OPEN_STATUSES, Appeal, AppealEvent, Sector, Staff
+from server.services import appeals as appeal_service
+from server.services import routing
+
+FIELDS = ["id", "lon", "lat", "status", "type", "topic", "sector", "sla", "assignee_id", "reg_no"]
+
+
+def sla_state(created_at: datetime, due_at: datetime | None, now: datetime, at_risk_share: float) -> str:
+    """``on_time``, ``at_risk`` (the given share of the time used) or ``breached``; ``none`` without a deadline."""
+    if due_at is None:
+        return "none"
+    if now >= due_at:
+        return "breached"
+    total = (due_at - created_at).total_seconds()
+    used = (now - created_at).total_seconds()
+    return "at_risk" if total > 0 and used / total >= at_risk_share else "on_time"
+
+
+def open_appeals(viewer: Staff, now: datetime, *, bbox: str | None = None, **filters) -> dict:
+    """Open appeals ``viewer`` may see, as ``{"fields": [...], "rows": [[...]]}``."""
+    share = current_app.config.get("JAUAP_AT_RISK_SHARE", 0.75)
+    statuses = filters.pop("status", None) or ",".join(OPEN_STATUSES)
+    query = appeal_service.list_query(viewer, status=statuses, bbox=bbox, **filters)
+    query = query.where(Appeal.location.is_not(None)).order_by(Appeal.id)
+    sector_codes = {s.id: s.code for s in db.session.scalars(select(Sector))}
+    rows = []
+    for appeal in db.session.scalars(query):
+        point = geosql.lonlat(appeal.location)
+        rows.append([appeal.id, round(point[0], 6), round(point[1], 6), appeal.status, appeal.type,
+                     appeal.topic_code, sector_codes.get(appeal.sector_id),
+                     sla_state(appeal.created_at, appeal.due_at, now, share), appeal.assignee_id, appeal.reg_no])
+    last_event = db.session.scalar(select(func.max(AppealEvent.id))) or 0
+    return {"fields": FIELDS, "rows": rows, "last_event_id": last_event}
+
+
+def sector_counters(viewer: Staff, now: datetime) -> list[dict]:
+    """Per current sector: open, unassigned, at risk and breached appeals (``none`` for unrouted)."""
+    share = current_app.config.get("JAUAP_AT_RISK_SHARE", 0.75)
+    codes = {s.id: s.code for s in db.session.scalars(select(Sector))}
+    counts: dict[str, dict] = {s.code: {"sector": s.code, "name": s.name_en, "open": 0, "unassigned": 0,
+                                        "at_risk": 0, "breached": 0} for s in routing.current_sectors()}
+    counts["none"] = {"sector": None, "name": "unrouted", "open": 0, "unassigned": 0, "at_risk": 0, "breached": 0}
+    query = select(Appeal.sector_id, Appeal.assignee_id, Appeal.created_at, Appeal.due_at).where(
+        Appeal.status.in_(OPEN_STATUSES), appeal_service.visibility(viewer))
+    for sector_id, assignee_id, created_at, due_at in db.session.execute(query):
+        row = counts.setdefault(codes.get(sector_id, "none"), {"sector": codes.get(sector_id), "name": "",
+                                                              "open": 0, "unassigned": 0, "at_risk": 0,
+                                                              "breached": 0})
+        row["open"] += 1
+        row["unassigned"] += assignee_id is None
+        state = sla_state(created_at, due_at, now, share)
+        row["at_risk"] += state == "at_risk"
+        row["breached"] += state == "breached"
+    return list(counts.values())
