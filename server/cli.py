@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import func, select
 
 from geo import SectorFileError
@@ -147,6 +147,7 @@ def demo_seed(count: int, top_up: bool, rng_seed: int) -> None:
 
 
 @click.command("serve")
+@with_appcontext
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 def serve(host: str, port: int) -> None:
@@ -157,12 +158,29 @@ def serve(host: str, port: int) -> None:
     click.echo(f"  staff login     {base}/login")
     click.echo(f"  API docs        {base}/api/v1/docs")
     click.echo(f"  sectors         {base}/api/v1/sectors")
+    click.echo(f"  dispatcher map  {base}/dispatch/")
+    click.echo(f"  operator desk   {base}/operator/")
     click.echo(f"  health          {base}/healthz  {base}/readyz")
     click.echo(f"\nDemo logins (password '{DEMO_PASSWORD}'): admin, operator, dispatcher, inspector, qc_analyst, "
                "analyst, methodologist, pr_manager, head-u1 .. head-u6, field-u1-a .. field-u6-b\n")
+    from server.worker import start_in_process
+
+    start_in_process(current_app._get_current_object())
     # The embedded default: one process, Socket.IO in threading mode on werkzeug (ARCHITECTURE.md §5).
     socketio.run(current_app._get_current_object(), host=host, port=port, allow_unsafe_werkzeug=True,
                  use_reloader=False, debug=False)
+
+
+@click.command("worker")
+@with_appcontext
+@click.option("--interval", default=30.0, show_default=True, help="Seconds between passes.")
+@click.option("--once", is_flag=True, help="Run one pass and exit.")
+def worker(interval: float, once: bool) -> None:
+    """Run the periodic work (escalations, position retention) for production deployments."""
+    from server.worker import run_forever
+
+    click.echo(f"worker: a pass every {interval:g} s")
+    run_forever(current_app._get_current_object(), interval, iterations=1 if once else None)
 
 
 def register_cli(app: Flask) -> None:
@@ -171,3 +189,4 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(serve)
+    app.cli.add_command(worker)
