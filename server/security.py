@@ -8,7 +8,7 @@ API clients send ``Authorization: Bearer <token>`` (no CSRF, no cookie).
 
 from __future__ import annotations
 
-from flask import Flask, redirect, request, url_for
+from flask import Flask, redirect, request, session, url_for
 from flask_login import current_user
 
 from server.api.errors import error_response
@@ -108,7 +108,7 @@ def init_security(app: Flask) -> None:
 
     @login_manager.user_loader
     def _load_user(session_id: str):
-        return staff_service.load_session_user(session_id)
+        return staff_service.load_session_user(session_id, session.get(staff_service.SESSION_TOKEN_KEY), utcnow())
 
     @login_manager.request_loader
     def _load_from_header(req):

@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from flask import Blueprint, redirect, render_template, request, send_from_directory, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, send_from_directory, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import text
 
 from server.extensions import db
+from server.models.types import utcnow
 from server.services import staff as staff_service
+from server.services.staff import SESSION_TOKEN_KEY
 
 bp = Blueprint("web", __name__)
 VENDOR_DIR = Path(__file__).resolve().parent.parent / "pwa" / "vendor"
@@ -61,6 +63,10 @@ def login():
             error = _("Wrong username or password.")
         else:
             session.clear()  # rotate: nothing from before login survives it
+            # A server-side record of this login, so logout really ends it (and its live connections).
+            token, _row = staff_service.issue_token(staff, utcnow(), current_app.config["JAUAP_TOKEN_TTL_HOURS"])
+            db.session.commit()
+            session[SESSION_TOKEN_KEY] = token
             login_user(staff)
             return redirect(_safe_next(request.args.get("next")))
     return render_template("login.html", error=error), 401 if error else 200
@@ -68,7 +74,11 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    """End the session."""
+    """End the session, here and on the server (its live connections are cut)."""
+    token = session.get(SESSION_TOKEN_KEY)
+    if token:
+        staff_service.revoke_token(token, utcnow())
+        db.session.commit()
     logout_user()
     session.clear()
     return redirect(url_for("web.index"))

@@ -13,6 +13,9 @@ from server.extensions import db
 from server.models import ROLES, UNIT_ROLES, ApiToken, Staff, Unit
 from server.services.errors import Unprocessable
 
+# Where a browser login keeps its server-side token, inside the signed session (a key name, not a secret).
+SESSION_TOKEN_KEY = "auth_token"  # noqa: S105
+
 # A valid hash to compare against when the user does not exist, so timing does not reveal usernames.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
@@ -85,13 +88,15 @@ def revoke_token(token: str, now: datetime) -> bool:
     return True
 
 
-def load_session_user(session_id: str) -> Staff | None:
-    """The staff member for a Flask-Login session id ``"<id>:<epoch>"``."""
+def load_session_user(session_id: str, session_token: str | None, now: datetime) -> Staff | None:
+    """The staff member for a browser session: the id ``"<id>:<epoch>"`` and its login token must agree."""
     try:
         staff_id, epoch = (int(p) for p in session_id.split(":", 1))
     except (ValueError, AttributeError):
         return None
-    staff = db.session.get(Staff, staff_id)
-    if staff is None or not staff.active or staff.auth_epoch != epoch:
+    if not session_token:
+        return None
+    staff = staff_for_token(session_token, now)
+    if staff is None or staff.id != staff_id or staff.auth_epoch != epoch:
         return None
     return staff
