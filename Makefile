@@ -13,7 +13,7 @@ export SPATIALITE_LIBRARY_PATH ?= mod_spatialite
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends
 
-.PHONY: run test test-slow lint bench system-deps postgis venv translations vendor clean
+.PHONY: run test test-slow lint bench system-deps postgis browser-deps venv translations vendor clean
 
 ## make run: set up and run Jauap on the embedded default (SQLite + SpatiaLite) with demo data.
 run: system-deps venv translations
@@ -22,11 +22,11 @@ run: system-deps venv translations
 	$(BIN)/flask serve --host $(HOST) --port $(PORT)
 
 ## make test: set up and run the whole test suite (SpatiaLite and PostGIS).
-test: system-deps postgis venv translations lint
+test: system-deps postgis browser-deps venv translations lint
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 ## make test-slow: the long runs too.
-test-slow: system-deps postgis venv translations
+test-slow: system-deps postgis browser-deps venv translations
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: venv
@@ -42,6 +42,13 @@ system-deps:
 	@if ! ls /usr/lib/*/mod_spatialite.so >/dev/null 2>&1 && ! ls /usr/lib/mod_spatialite.so >/dev/null 2>&1; then \
 	  echo "installing SpatiaLite (libsqlite3-mod-spatialite)"; \
 	  $(SUDO) apt-get update -q && $(APT_INSTALL) libsqlite3-mod-spatialite; \
+	fi
+
+# Debian's Chromium for the Playwright browser tests (never `playwright install`: it downloads a browser).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing chromium"; \
+	  $(SUDO) apt-get update -q && $(APT_INSTALL) chromium; \
 	fi
 
 # PostGIS for the PostgreSQL on this machine, when there is one (tests skip PostGIS without it, except in CI).
@@ -72,6 +79,11 @@ vendor:
 	rm -rf /tmp/jauap-vendor && mkdir -p /tmp/jauap-vendor && cp pwa/package.json /tmp/jauap-vendor/
 	cd /tmp/jauap-vendor && npm install --no-audit --no-fund --silent
 	cp /tmp/jauap-vendor/node_modules/swagger-ui-dist/{swagger-ui-bundle.js,swagger-ui.css,LICENSE,NOTICE,swagger-ui-bundle.js.LICENSE.txt} pwa/vendor/swagger-ui/
+	mkdir -p pwa/vendor/leaflet/images pwa/vendor/leaflet.markercluster pwa/vendor/socket.io
+	cp /tmp/jauap-vendor/node_modules/leaflet/dist/{leaflet.js,leaflet.css} /tmp/jauap-vendor/node_modules/leaflet/LICENSE pwa/vendor/leaflet/
+	cp /tmp/jauap-vendor/node_modules/leaflet/dist/images/*.png pwa/vendor/leaflet/images/
+	cp /tmp/jauap-vendor/node_modules/leaflet.markercluster/dist/{leaflet.markercluster.js,MarkerCluster.css,MarkerCluster.Default.css} /tmp/jauap-vendor/node_modules/leaflet.markercluster/MIT-LICENCE.txt pwa/vendor/leaflet.markercluster/
+	cp /tmp/jauap-vendor/node_modules/socket.io-client/dist/socket.io.min.js /tmp/jauap-vendor/node_modules/socket.io-client/LICENSE pwa/vendor/socket.io/
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

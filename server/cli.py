@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from pathlib import Path
@@ -167,6 +168,8 @@ def serve(host: str, port: int) -> None:
 
     start_in_process(current_app._get_current_object())
     # The embedded default: one process, Socket.IO in threading mode on werkzeug (ARCHITECTURE.md §5).
+    # Flask turns app.run() (which socketio.run calls) into a no-op under the flask CLI; lift that here.
+    os.environ.pop("FLASK_RUN_FROM_CLI", None)
     socketio.run(current_app._get_current_object(), host=host, port=port, allow_unsafe_werkzeug=True,
                  use_reloader=False, debug=False)
 

@@ -59,6 +59,7 @@ class Config:
     instance_path: str = str(REPO_ROOT / "instance")
     database_url: str | None = None
     redis_url: str | None = None
+    redis_channel: str = "jauap"
     spatialite_library: str = "mod_spatialite"
     sector_file: str = str(REPO_ROOT / "sectors_geojson" / "turkestan.geojson")
     sector_tolerance_m: float = 150.0
@@ -92,6 +93,7 @@ class Config:
             instance_path=_env("JAUAP_INSTANCE_PATH", str(REPO_ROOT / "instance")) or "",
             database_url=_env("DATABASE_URL"),
             redis_url=_env("JAUAP_REDIS_URL"),
+            redis_channel=_env("JAUAP_REDIS_CHANNEL", "jauap") or "jauap",
             spatialite_library=_env("SPATIALITE_LIBRARY_PATH", "mod_spatialite") or "mod_spatialite",
             sector_file=_env("JAUAP_SECTOR_FILE", str(REPO_ROOT / "sectors_geojson" / "turkestan.geojson"))
             or "",
@@ -165,6 +167,7 @@ class Config:
             "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
             "SQLALCHEMY_TRACK_MODIFICATIONS": False,
             "JAUAP_REDIS_URL": self.redis_url,
+            "JAUAP_REDIS_CHANNEL": self.redis_channel,
             "JAUAP_SPATIALITE_LIBRARY": self.spatialite_library,
             "JAUAP_SECTOR_FILE": self.sector_file,
             "JAUAP_SECTOR_TOLERANCE_M": self.sector_tolerance_m,

@@ -85,3 +85,41 @@ def test_users_create_and_demo_seed(committed_app):
     assert again.exit_code == 0
     with committed_app.app_context():
         assert db.session.scalar(select(func.count(Appeal.id))) == 40
+
+
+def test_flask_serve_really_serves(backend, tmp_path):
+    """`make run` ends in `flask serve`; it must start a server, not print URLs and exit."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+    import requests
+
+    if backend.name != "spatialite":
+        pytest.skip("the embedded default is SpatiaLite")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": backend.copy("serve"), "JAUAP_INSTANCE_PATH": str(tmp_path),
+           "FLASK_APP": "server:create_app"}
+    proc = subprocess.Popen([sys.executable, "-m", "flask", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                if proc.poll() is not None:
+                    raise AssertionError(proc.stdout.read().decode()) from None
+                time.sleep(0.2)
+        else:
+            raise AssertionError("flask serve did not answer within 20 s")
+        assert requests.get(f"http://127.0.0.1:{port}/api/v1/topics", timeout=2).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

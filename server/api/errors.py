@@ -43,7 +43,8 @@ def field_errors(exc: ValidationError, prefix: str = "") -> list[dict]:
     for err in exc.errors(include_url=False):
         ctx = dict(err.get("ctx") or {})
         loc = [str(p) for p in err.get("loc", ())]
-        field = ".".join(loc) or ctx.get("field") or ""
+        # Model-level checks name their field in ctx: report "citizen.phone", not just "citizen".
+        field = ".".join([*loc, ctx["field"]] if ctx.get("field") else loc)
         if prefix and field:
             field = f"{prefix}.{field}"
         code = err["type"]

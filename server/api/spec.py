@@ -78,7 +78,9 @@ def endpoint(summary: str | None = None, *, body=None, query=None, responses=Non
             if body is not None:
                 kwargs["body"] = parse(body, json_body())
             if query is not None:
-                kwargs["query"] = parse(query, request.args.to_dict())
+                args = request.args.to_dict()
+                args.pop("lang", None)  # the language switch applies to every request (server.i18n)
+                kwargs["query"] = parse(query, args)
             return view(*args, **kwargs)
 
         wrapper.openapi = spec  # type: ignore[attr-defined]

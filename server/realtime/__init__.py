@@ -13,7 +13,7 @@ def init_realtime(app: Flask) -> None:
     socketio.init_app(
         app,
         async_mode=app.config["JAUAP_ASYNC_MODE"],
-        message_queue=app.config["JAUAP_REDIS_URL"],
+        client_manager=_manager(app),  # None (in-process) without Redis; never a previous app's manager
         cors_allowed_origins=origins,
         logger=False,
         engineio_logger=False,
@@ -26,6 +26,30 @@ def init_realtime(app: Flask) -> None:
 
     events.register_handlers(socketio.server)
     start_sweeper(app)
+
+
+def _manager(app: Flask):
+    """The Redis message queue shared by several processes, with short timeouts.
+
+    A Redis that hangs (rather than refusing connections) must not hang intake: the
+    appeal is already committed when we emit, so emits give up after a second and
+    realtime degrades while data stays safe. Redis pub/sub ignores the database
+    number, so the channel name separates deployments sharing one Redis.
+    """
+    url = app.config["JAUAP_REDIS_URL"]
+    if not url:
+        return None
+    import socket as _socket
+
+    import socketio as _sio
+
+    keepalive = {}
+    for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(_socket, name):
+            keepalive[getattr(_socket, name)] = value
+    return _sio.RedisManager(url, channel=app.config["JAUAP_REDIS_CHANNEL"], redis_options={
+        "socket_connect_timeout": 0.5, "socket_timeout": 0.5, "socket_keepalive": True,
+        "socket_keepalive_options": keepalive})
 
 
 def sio_server(app: Flask):
