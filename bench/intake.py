@@ -22,23 +22,27 @@ What it does:
    line. gunicorn is shut down on every exit path (also Ctrl-C); the bench database is kept
    for inspection and recreated on the next run.
 
-Server configuration (why ``gthread``, 2 workers x 8 threads on this 2-core machine):
+Server configuration: ``gthread``, 2 workers x 8 threads (one process per core):
 
-* ``sync`` workers serve one request at a time and close the connection after every
-  response (no keep-alive), so 16 clients need 16 processes to keep both cores busy,
-  and each request pays a TCP connect - it measures connection set-up, not the app.
-* ``gthread`` keeps connections alive and overlaps the database round-trips of one
-  worker's requests (psycopg releases the GIL while waiting on PostgreSQL), so one
-  process per core is enough; the threads only need to cover the DB wait.
-* ``gevent`` would also work, but psycopg 3 only cooperates with gevent when its waits
-  go through the patched ``select`` and the C ``psycopg_binary`` wait functions do not;
-  a blocked hub stalls every greenlet of the worker. Not worth the risk for a service
-  whose work is CPU + short DB calls; ``--worker-class gevent`` is accepted for trying it.
+* ``gthread`` keeps connections alive and overlaps one worker's database round-trips
+  (psycopg releases the GIL while it waits on PostgreSQL), so one process per core is
+  enough; the threads only have to cover the database waits.
+* ``sync`` serves one request per process and closes the connection after each response
+  (no keep-alive): every request pays a TCP connect and 16 clients need 16 processes.
+  Measured: healthz about half of gthread's rps, appeals no better.
+* ``gevent`` works (psycopg >= 3.1.14 detects gevent's monkey-patching by itself; the
+  care needed is to never ``--preload`` the app, so psycopg is imported after the patch)
+  and measured the same appeals rps as gthread, but with a much worse healthz tail
+  (p99 about 200 ms against about 45 ms): greenlets are not preempted, so one CPU-heavy
+  request delays every other request of that worker.
+* ``4 x 4`` threads and a shorter GIL switch interval (``--switch-interval``) measured no
+  better within the noise of this shared 2-core machine.
 
-``--worker-class``/``--threads`` choose the server (defaults are the best measured for
-both endpoints, see the figures in the project notes); ``--client-procs`` the number of
-load processes (the clients share the 2 cores with the server and PostgreSQL, so keep
-them few and cheap).
+The per-request CPU figures (server workers, PostgreSQL backends, load generator, read from
+/proc) are the ones to compare code changes by: they move much less than rps when other
+work shares the machine. ``--client-procs`` sets the load processes (they share the cores
+with the server and PostgreSQL, so they are few and cheap: about 0.08 ms CPU a request).
+Exit status: 0 on PASS, 1 on FAIL (a missed ratio or any error), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -512,6 +516,11 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _ignore_sigint() -> None:
+    # Load processes leave Ctrl-C to the main process, which stops them and gunicorn in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _interrupt(_signum, _frame):
     raise KeyboardInterrupt
 
@@ -533,7 +542,7 @@ def main(argv=None) -> int:
             wait_ready(server, port)
             log(f"server ready on 127.0.0.1:{port}")
             ctx = mp.get_context("spawn")
-            with ctx.Pool(max(1, min(args.client_procs, args.concurrency))) as pool:
+            with ctx.Pool(max(1, min(args.client_procs, args.concurrency)), initializer=_ignore_sigint) as pool:
                 healthz = run_phase(pool, args, port, "healthz", token, server.pid)
                 print_phase(healthz)
                 appeals = run_phase(pool, args, port, "appeals", token, server.pid)

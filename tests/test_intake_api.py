@@ -213,3 +213,10 @@ def test_get_returns_full_history(client, as_role):
     assert res.status_code == 200
     assert [h["kind"] for h in res.json["history"]] == ["appeal.registered", "appeal.routed"]
     assert res.json["history"][1]["data"]["sector"] == created["sector"]["code"]
+
+
+def test_lang_switch_is_accepted_on_strict_queries(client, as_role):
+    _op, headers = as_role("operator")
+    res = client.get("/api/v1/appeals?lang=kk&per_page=5", headers=headers)
+    assert res.status_code == 200 and res.json["per_page"] == 5
+    assert client.get("/api/v1/sectors/lookup?lat=43.2975&lon=68.251&lang=ru").json["sector"]["code"]

@@ -78,9 +78,9 @@ def endpoint(summary: str | None = None, *, body=None, query=None, responses=Non
             if body is not None:
                 kwargs["body"] = parse(body, json_body())
             if query is not None:
-                args = request.args.to_dict()
-                args.pop("lang", None)  # the language switch applies to every request (server.i18n)
-                kwargs["query"] = parse(query, args)
+                params = request.args.to_dict()
+                params.pop("lang", None)  # the language switch applies to every request (server.i18n)
+                kwargs["query"] = parse(query, params)
             return view(*args, **kwargs)
 
         wrapper.openapi = spec  # type: ignore[attr-defined]
