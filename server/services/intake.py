@@ -71,6 +71,9 @@ def register_appeal(
     topic = _check_topic(data.topic)
     location = routing.locate(data.lon, data.lat) if data.lat is not None else None
     due = sla.due_at(data.type, topic.code, data.urgency, now)
+    # Look-alikes are found before storing: the registration number's lock is held from
+    # allocation to commit, so nothing that can run earlier should run inside it.
+    similar = find_similar_at(data.lon, data.lat, topic.code) if data.lat is not None else []
     try:
         with db.session.begin_nested():
             appeal, events = _store(data, topic, location, due, actor, now, idempotency_key, request_hash)
@@ -80,7 +83,7 @@ def register_appeal(
         if existing is None:
             raise
         return _replay(existing, request_hash)
-    return IntakeResult(appeal=appeal, created=True, events=events, similar=find_similar(appeal))
+    return IntakeResult(appeal=appeal, created=True, events=events, similar=similar)
 
 
 def _by_key(key: str) -> Appeal | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -13,21 +12,18 @@ from server.models import RegCounter
 def allocate_reg_no(prefix: str, year: int) -> str:
     """Take the next number of ``year`` inside the caller's transaction.
 
-    The counter row is created if missing and incremented with UPDATE ...
-    RETURNING, which locks it until the transaction ends: two intakes can never
-    get the same number, and a rolled-back intake gives its number back.
+    One upsert (INSERT ... ON CONFLICT DO UPDATE ... RETURNING) creates or increments
+    the counter row and locks it until the transaction ends: two intakes can never get
+    the same number, and a rolled-back intake gives its number back. One statement, so
+    the lock is taken as late and held as briefly as the caller allows.
     """
     bind = db.session.get_bind()
     insert = pg_insert if bind.dialect.name == "postgresql" else sqlite_insert
-    db.session.execute(
-        insert(RegCounter).values(prefix=prefix, year=year, value=0).on_conflict_do_nothing()
-    )
-    value = db.session.execute(
-        update(RegCounter)
-        .where(RegCounter.prefix == prefix, RegCounter.year == year)
-        .values(value=RegCounter.value + 1)
-        .returning(RegCounter.value)
-    ).scalar_one()
+    stmt = insert(RegCounter).values(prefix=prefix, year=year, value=1)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[RegCounter.prefix, RegCounter.year], set_={"value": RegCounter.value + 1}
+    ).returning(RegCounter.value)
+    value = db.session.execute(stmt).scalar_one()
     return format_reg_no(prefix, year, value)
 
 
