@@ -85,6 +85,14 @@ def auto_assign(appeal: Appeal, now: datetime) -> AppealEvent | None:
     return event
 
 
+def _back_to_queue(appeal: Appeal, event: AppealEvent, now: datetime) -> list[AppealEvent]:
+    """The appeal is unassigned (declined or moved): clear the assignee and let the rule pick again."""
+    appeal.assignee_id = None
+    appeal.assigned_at = None
+    follow = auto_assign(appeal, now)
+    return [event] if follow is None else [event, follow]
+
+
 def _require_assignee(appeal: Appeal, actor: Actor) -> None:
     if actor.role == "field_staff" and appeal.assignee_id != actor.staff_id:
         raise Unprocessable("not_your_assignment", field="appeal")
@@ -100,13 +108,7 @@ def decline(appeal: Appeal, actor: Actor, now: datetime, reason: str | None) -> 
     """The assignee declines with a reason; the appeal goes back to the unit and is re-assigned if possible."""
     _require_assignee(appeal, actor)
     event = transition(appeal, "decline", actor, now, reason=reason, data={"assignee_id": appeal.assignee_id})
-    appeal.assignee_id = None
-    appeal.assigned_at = None
-    events = [event]
-    follow = auto_assign(appeal, now)
-    if follow is not None:
-        events.append(follow)
-    return events
+    return _back_to_queue(appeal, event, now)
 
 
 def reassign(appeal: Appeal, actor: Actor, now: datetime, *, staff_id: int | None = None,
@@ -136,13 +138,7 @@ def reassign(appeal: Appeal, actor: Actor, now: datetime, *, staff_id: int | Non
     data = {"from_unit_id": appeal.unit_id, "unit_id": unit.id, "from_assignee_id": appeal.assignee_id}
     event = transition(appeal, "move_unit", actor, now, reason=reason, data=data)
     appeal.unit_id = unit.id
-    appeal.assignee_id = None
-    appeal.assigned_at = None
-    events = [event]
-    follow = auto_assign(appeal, now)
-    if follow is not None:
-        events.append(follow)
-    return events
+    return _back_to_queue(appeal, event, now)
 
 
 def escalate_unaccepted(now: datetime) -> list[AppealEvent]:
