@@ -76,3 +76,20 @@ class Listener:
         # The websocket closing handshake waits ~3 s with werkzeug; close in the background instead.
         if self.client.connected:
             threading.Thread(target=self.client.disconnect, daemon=True).start()
+
+
+def sector_points(app) -> dict[str, tuple[float, float]]:
+    """One interior (lon, lat) per sector code of the loaded set (a point that routes to that sector)."""
+    from geoalchemy2.shape import to_shape
+    from sqlalchemy import select
+
+    from server.extensions import db
+    from server.models import Sector
+
+    with app.app_context():
+        points = {}
+        for s in db.session.scalars(select(Sector)):
+            p = to_shape(s.geom).representative_point()
+            points[s.code] = (p.x, p.y)
+        db.session.remove()
+    return points

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from server.extensions import db
 from server.models import Sector, Staff
 from tests.conftest import APPEAL, PASSWORD, make_staff
-from tests.realtime_server import Listener, LiveServer
+from tests.realtime_server import Listener, LiveServer, sector_points
 
 
 def token_for(client, username):
@@ -39,19 +39,6 @@ def people(committed_app):
         sectors = {s.code: s.unit.code for s in db.session.scalars(select(Sector))}
     client = committed_app.test_client()
     return client, sectors
-
-
-def sector_points(committed_app):
-    """One interior point per sector code."""
-    from geoalchemy2.shape import to_shape
-
-    with committed_app.app_context():
-        pts = {}
-        for s in db.session.scalars(select(Sector)):
-            p = to_shape(s.geom).representative_point()
-            pts[s.code] = (p.x, p.y)
-        db.session.remove()
-    return pts
 
 
 @pytest.mark.parametrize("auth", [None, {"token": "not-a-token"}, {"token": ""}, {"nope": 1}, "token"])

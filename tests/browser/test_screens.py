@@ -11,31 +11,15 @@ import re
 import time
 
 import pytest
-from geoalchemy2.shape import to_shape
-from sqlalchemy import select
 
 from server.config import REPO_ROOT
-from server.extensions import db
 from tests.conftest import APPEAL
-from tests.realtime_server import Listener
+from tests.realtime_server import Listener, sector_points
 
 pytestmark = pytest.mark.browser
 
 KK = json.loads((REPO_ROOT / "pwa" / "shared" / "i18n" / "kk.json").read_text(encoding="utf-8"))
 REG_NO = re.compile(r"^[A-Z]+-\d{4}-\d{6}$")
-
-
-def sector_points(app) -> dict[str, tuple[float, float]]:
-    """One interior (lon, lat) per sector code."""
-    from server.models import Sector
-
-    with app.app_context():
-        points = {}
-        for s in db.session.scalars(select(Sector)):
-            p = to_shape(s.geom).representative_point()
-            points[s.code] = (p.x, p.y)
-        db.session.remove()
-    return points
 
 
 def shown(page) -> int:
