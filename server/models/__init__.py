@@ -3,7 +3,9 @@
 from server.models.appeal import OPEN_STATUSES, STATUSES, Appeal, AppealEvent, AppendOnlyError, RegCounter
 from server.models.catalog import APPEAL_TYPES, CHANNELS, LANGUAGES, URGENCIES, Topic
 from server.models.citizen import Citizen
+from server.models.delivery import OutboundMessage, PushSubscription
 from server.models.duty import PositionFix, Shift, StaffPosition
+from server.models.evidence import PHOTO_KINDS, Attachment, ClientAction
 from server.models.sector import Sector, SectorSet, Unit
 from server.models.staff import CENTRE_ROLES, ROLES, UNIT_ROLES, ApiToken, Staff
 
@@ -13,6 +15,7 @@ __all__ = [
     "CHANNELS",
     "LANGUAGES",
     "OPEN_STATUSES",
+    "PHOTO_KINDS",
     "ROLES",
     "STATUSES",
     "UNIT_ROLES",
@@ -21,8 +24,12 @@ __all__ = [
     "Appeal",
     "AppealEvent",
     "AppendOnlyError",
+    "Attachment",
     "Citizen",
+    "ClientAction",
+    "OutboundMessage",
     "PositionFix",
+    "PushSubscription",
     "RegCounter",
     "Sector",
     "SectorSet",

@@ -94,6 +94,10 @@ class Appeal(db.Model):
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set when a field step was taken outside the geofence: the inspector must look at it.
+    flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    # Set when the assignee was warned that the SLA due time is near (so they are warned once).
+    sla_warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
