@@ -2,6 +2,7 @@
 
 from server.models.appeal import OPEN_STATUSES, STATUSES, Appeal, AppealEvent, AppendOnlyError, RegCounter
 from server.models.catalog import APPEAL_TYPES, CHANNELS, LANGUAGES, URGENCIES, Topic
+from server.models.channels import ApiKey, Conversation, Feedback, InboundUpdate, MediaFetch, ReplyTemplate
 from server.models.citizen import Citizen
 from server.models.delivery import OutboundMessage, PushSubscription
 from server.models.duty import PositionFix, Shift, StaffPosition
@@ -20,6 +21,7 @@ __all__ = [
     "STATUSES",
     "UNIT_ROLES",
     "URGENCIES",
+    "ApiKey",
     "ApiToken",
     "Appeal",
     "AppealEvent",
@@ -27,10 +29,15 @@ __all__ = [
     "Attachment",
     "Citizen",
     "ClientAction",
+    "Conversation",
+    "Feedback",
+    "InboundUpdate",
+    "MediaFetch",
     "OutboundMessage",
     "PositionFix",
     "PushSubscription",
     "RegCounter",
+    "ReplyTemplate",
     "Sector",
     "SectorSet",
     "Shift",

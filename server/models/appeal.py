@@ -101,6 +101,11 @@ class Appeal(db.Model):
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
+    # Open311 clients: which key filed it, the device id and the service attributes they sent.
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id"), nullable=True)
+    device_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    attributes: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    media_url: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 
     topic: Mapped[Topic] = relationship(lazy="joined")
     sector: Mapped[Sector | None] = relationship(lazy="joined")

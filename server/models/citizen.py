@@ -22,6 +22,7 @@ class Citizen(db.Model):
     handle: Mapped[str | None] = mapped_column(String(128), nullable=True)
     name: Mapped[str | None] = mapped_column(String(160), nullable=True)
     phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(254), nullable=True)
     language: Mapped[str] = mapped_column(String(2), default="ru")
     consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     consent_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
