@@ -1,14 +1,19 @@
-"""Background loops: escalate unaccepted assignments, purge old positions (later: SLA tick, outbox).
+"""Background loops: the periodic pass (escalations, SLA warnings, retention) and the outbox.
 
 ``tick(now)`` does one pass in one transaction. On PostgreSQL it first takes a
 transaction-level advisory lock, so with several workers only one runs a given
-pass; the others skip it. The embedded default runs the loop inside the web
-process (``flask serve``); production runs ``flask worker`` processes.
+pass; the others skip it. ``deliver_once`` sends due outbox rows (Web Push) every
+JAUAP_OUTBOX_INTERVAL_S seconds in its own loop, so a slow push service never delays
+the pass; several workers may deliver at once (rows are claimed with SKIP LOCKED).
+The embedded default runs both loops inside the web process (``flask serve``);
+production runs ``flask worker`` processes.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import datetime
 
 from flask import Flask
@@ -17,7 +22,7 @@ from sqlalchemy import text
 from server.extensions import db, socketio
 from server.models.types import utcnow
 from server.realtime import publish
-from server.services import dispatch, positions
+from server.services import dispatch, media_fetch, outbox, positions, push
 
 log = logging.getLogger(__name__)
 TICK_LOCK = 109_001  # advisory lock key for the periodic pass
@@ -36,14 +41,73 @@ def tick(now: datetime) -> dict:
         return {"skipped": True}
     events = dispatch.escalate_unaccepted(now)
     purged = positions.purge_history(now)
+    # Pushes are queued in this same transaction (a failed pass queues nothing).
+    warned = push.warn_sla(now)
+    queued = push.queue_for_events(events, now)
+    stale = push.purge_stale_subscriptions(now)
+    finished = outbox.purge_finished(now)
     messages = publish.prepare(events)
     db.session.commit()
     publish.emit_all(messages)
-    return {"escalated": len(events), "positions_purged": purged}
+    result = {"escalated": len(events), "positions_purged": purged}
+    extra = {"sla_warned": warned, "pushes_queued": queued, "subscriptions_purged": stale, "outbox_purged": finished}
+    result.update({k: v for k, v in extra.items() if v})  # only what happened, to keep the log short
+    return result
+
+
+def deliver_once(app: Flask, limit: int = outbox.BATCH) -> dict:
+    """Deliver one batch of due outbox rows (never raises: a failure is logged and retried next time)."""
+    with app.app_context():
+        try:
+            return outbox.deliver_due(utcnow(), limit)
+        except Exception:
+            db.session.rollback()
+            log.exception("outbox delivery failed")
+            return {"claimed": 0, "error": True}
+        finally:
+            fetch_media(app)  # citizens' chat photos ride the same loop
+            db.session.remove()
+
+
+def fetch_media(app: Flask) -> dict:
+    """Fetch one batch of citizens' chat photos from their providers (never raises)."""
+    with app.app_context():
+        try:
+            return media_fetch.fetch_due(utcnow())
+        except Exception:
+            db.session.rollback()
+            log.exception("media fetch failed")
+            return {"claimed": 0, "error": True}
+
+
+def deliver_forever(app: Flask, interval_s: float | None = None, stop: threading.Event | None = None) -> None:
+    """Deliver due outbox rows every ``interval_s`` (JAUAP_OUTBOX_INTERVAL_S), at once again after a full batch."""
+    interval = app.config.get("JAUAP_OUTBOX_INTERVAL_S", 1.5) if interval_s is None else interval_s
+    while stop is None or not stop.is_set():
+        result = deliver_once(app)
+        if result.get("claimed", 0) >= outbox.BATCH:
+            continue  # a backlog: keep going
+        if stop is not None:
+            stop.wait(interval)
+        else:
+            time.sleep(interval)
+
+
+def start_outbox_thread(app: Flask, interval_s: float | None = None) -> threading.Thread:
+    """The outbox loop as a daemon thread (a greenlet where gevent has patched threading)."""
+    thread = threading.Thread(target=deliver_forever, args=(app, interval_s), name="jauap-outbox", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_forever(app: Flask, interval_s: float = 30.0, iterations: int | None = None) -> None:
-    """Run ``tick`` every ``interval_s`` seconds (``iterations`` bounds it, for tests)."""
+    """Run ``tick`` every ``interval_s`` seconds and the outbox loop beside it.
+
+    ``iterations`` bounds the passes (tests, ``flask worker --once``); then the outbox is
+    delivered once after each pass instead of in its own loop.
+    """
+    if iterations is None:
+        start_outbox_thread(app)
     done = 0
     while iterations is None or done < iterations:
         with app.app_context():
@@ -56,11 +120,13 @@ def run_forever(app: Flask, interval_s: float = 30.0, iterations: int | None = N
                 log.exception("worker tick failed")
             finally:
                 db.session.remove()
+        if iterations is not None:
+            deliver_once(app)
         done += 1
         if iterations is None or done < iterations:
             socketio.sleep(interval_s)
 
 
 def start_in_process(app: Flask, interval_s: float = 30.0) -> None:
-    """The embedded default: the loop as a background task of the web process."""
+    """The embedded default: the loops as background tasks of the web process."""
     socketio.start_background_task(run_forever, app, interval_s)
