@@ -3,7 +3,7 @@
 Usage::
 
     python bench/fanout.py [--clients 500] [--events 200] [--small 10] [--client-procs 4]
-                           [--worker-class gevent|gthread] [--redis-url URL]
+                           [--worker-class gevent|gthread] [--redis-url URL] [--floor | --floor-only]
                            [--dsn postgresql://postgres@127.0.0.1:5432/jauap_bench_fanout]
 
 What it does, in one run (progress on stderr, results on stdout):
@@ -23,7 +23,9 @@ What it does, in one run (progress on stderr, results on stdout):
    * latency: ``--events`` appeals POSTed one after another (each to a random point inside a sector,
      round-robin over the sectors), waiting until every expected delivery has arrived (at most 2 s).
      Each appeal causes 3 events - ``appeal.registered``, ``appeal.routed``, ``appeal.assigned`` -
-     sent to ``centre`` + the unit's sector rooms (+ the assignee, already in them).
+     sent to ``centre`` + the unit's sector rooms (+ the assignee, already in them) as ONE
+     ``appeal.events`` message (server/realtime/publish.py batches the events of one commit);
+     the clients unpack it and stamp each event with the message's receipt time.
      MEASURED: emit -> receipt = the client's ``time.time()`` when the event arrives minus the
      server's ``time.time()`` taken just before ``socketio.Server.emit`` (same machine, same clock).
      The server stamp comes from a bench-side wrapper (``fanout:instrumented_app()`` adds
@@ -41,8 +43,13 @@ What it does, in one run (progress on stderr, results on stdout):
    * throughput (at ``--clients`` only): ``--events`` appeals POSTed by 4 threads at once;
      deliveries per second from the first POST to the last receipt.
 
-4. Prints the figures, a goal table with PASS/FAIL, and one final JSON line. Exit status 0 when
-   every goal passes. All processes started here are stopped on every exit path; loopback only.
+4. With ``--floor`` (or ``--floor-only``): the FLOOR, ``bench/_floor_fanout.py`` - a bare
+   python-socketio server (no Jauap code, no database) under the same command and async mode,
+   the same client fleet and rooms, the same synthetic one-event emits - at ``--small`` and
+   ``--clients``; its p50 / echo and p99 are printed next to Jauap's as FLOOR rows. If the bare
+   library misses a goal on this machine, no Jauap change can meet it.
+5. Prints the figures, a goal table with PASS/FAIL, and one final JSON line. Exit status 0 when
+   every Jauap goal passes. All processes started here are stopped on every exit path; loopback only.
 
 Goals (appeal.assigned emit -> receipt at --clients, per mode): p50 / echo p50 <= 2x; p99 <= 5 ms;
 marginal server CPU per delivery at --clients / at --small <= 2x; and across modes at --clients:
@@ -264,16 +271,17 @@ class RedisServer:
 class Server:
     """The production command for one process: gunicorn, one worker."""
 
-    def __init__(self, args, instance: str, redis_url: str | None):
+    def __init__(self, args, instance: str, redis_url: str | None, app_spec: str = "fanout:instrumented_app()"):
         self.args = args
         self.instance = instance
         self.redis_url = redis_url
+        self.app_spec = app_spec
         self.port = free_port()
         self.proc = None
 
     def start(self) -> Server:
         gunicorn = Path(sys.executable).with_name("gunicorn")
-        cmd = [str(gunicorn) if gunicorn.exists() else "gunicorn", "fanout:instrumented_app()", "-w", "1",
+        cmd = [str(gunicorn) if gunicorn.exists() else "gunicorn", self.app_spec, "-w", "1",
                "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning", "--graceful-timeout", "5",
                "--keep-alive", "60", "--backlog", "2048"]
         if self.args.worker_class == "gevent":
@@ -345,12 +353,22 @@ async def _client_loop(url, tokens, cmds, results, counter, number):
                 counter.value += 1
         return on_event
 
+    def on_batch(message):
+        # "appeal.events": several events of one commit in one message, stamped once before the emit
+        t_recv = time.time()
+        emit_t = message.get("bench_emit_t")
+        for payload in message["events"]:
+            records.append((payload["kind"], payload["appeal"]["id"], payload["at"], emit_t, t_recv))
+        with counter.get_lock():
+            counter.value += len(message["events"])
+
     gate = asyncio.Semaphore(16)
 
     async def connect(token):
         client = socketio.AsyncClient(reconnection=False)
         for kind in KINDS:
             client.on(kind, recorder(kind))
+        client.on("appeal.events", on_batch)
         async with gate:
             await client.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=30)
         return client
@@ -760,6 +778,64 @@ def run_mode(name: str, args, people: dict, points, instance: str, redis_url: st
     return result
 
 
+# --- the floor: bare python-socketio --------------------------------------------------------------------
+
+
+def run_floor(args, instance: str) -> dict:
+    """bench/_floor_fanout.py (no Jauap code, no database) under the same command, clients and synthetic emits."""
+    log("=== floor: bare python-socketio ===")
+    units = [f"U{n}" for n in range(1, 7)]
+    people = {"operator": "centre", "centre": ["centre"], "units": {u: [u] for u in units},
+              "unit_sectors": {u: [u] for u in units}}
+    server = Server(args, instance, None, app_spec="_floor_fanout:app").start()
+    result: dict = {"mode": "floor"}
+    try:
+        for n in (args.small, args.clients):
+            log(f"[floor] {n} clients: connecting")
+            fleet = ClientFleet(f"http://127.0.0.1:{server.port}", people, n, args.client_procs).start()
+            try:
+                echo = fleet.echo(args.echo_per_client, args.echo_sample)
+                phase = {"echo_ms": {"p50": r3(pct(echo, 0.5)), "p99": r3(pct(echo, 0.99)), "n": len(echo)}}
+                phase["synthetic"] = synthetic_phase(server, fleet, people, "floor")
+            finally:
+                fleet.stop()
+            result[f"clients_{n}"] = phase
+    finally:
+        server.stop()
+    return result
+
+
+def print_floor(floor: dict, results: dict, args) -> list[dict]:
+    """The floor's figures, its goal rows, and Jauap's latency next to it."""
+    rows = []
+    for n in (args.small, args.clients):
+        phase = floor[f"clients_{n}"]
+        syn, echo = phase["synthetic"], phase["echo_ms"]
+        d = syn["emit_to_receipt_ms"]
+        print(f"\n[floor] {n:4d} clients: echo p50 {echo['p50']} ms p99 {echo['p99']} ms; one event to ~"
+              f"{syn['expected_deliveries'] / max(1, syn['events']):.0f} clients ({syn['events']} emits): "
+              f"emit -> receipt p50 {d['p50']} ms p99 {d['p99']} ms max {d['max']} ms; server CPU per delivery "
+              f"{syn['server_cpu_ms_per_delivery_marginal']} ms (marginal); machine {syn['machine_busy_pct']} % busy")
+    big = floor[f"clients_{args.clients}"]
+    p50, p99 = big["synthetic"]["emit_to_receipt_ms"]["p50"], big["synthetic"]["emit_to_receipt_ms"]["p99"]
+    echo = big["echo_ms"]["p50"]
+    ratio = p50 / echo if p50 is not None and echo else None
+    rows.append({"goal": f"FLOOR one event emit->receipt p50 / echo p50, {args.clients} clients", "mode": "floor",
+                 "value": r3(ratio), "limit": f"<= {GOALS['p50_over_echo']}x",
+                 "pass": ratio is not None and ratio <= GOALS["p50_over_echo"]})
+    rows.append({"goal": f"FLOOR one event emit->receipt p99, {args.clients} clients (ms)", "mode": "floor",
+                 "value": r3(p99), "limit": f"<= {GOALS['p99_ms']} ms",
+                 "pass": p99 is not None and p99 <= GOALS["p99_ms"]})
+    for mode, res in results.items():
+        jb = res[f"clients_{args.clients}"]
+        j_syn = jb["synthetic"]["emit_to_receipt_ms"]["p50"]
+        j_post = jb["latency"]["assigned_emit_to_receipt_ms"]["p50"]
+        print(f"[{mode} vs floor] {args.clients} clients: p50 one synthetic event {j_syn} ms vs floor {p50} ms "
+              f"(x{r3(j_syn / p50) if j_syn and p50 else None}); appeal.assigned after a POST {j_post} ms "
+              f"(x{r3(j_post / p50) if j_post and p50 else None})")
+    return rows
+
+
 # --- report -------------------------------------------------------------------------------------------
 
 
@@ -854,6 +930,9 @@ def parse_args(argv=None):
     p.add_argument("--modes", default="single,redis", help="comma list of single,redis (default both)")
     p.add_argument("--redis-url", default=None, help="use this Redis instead of a private redis-server")
     p.add_argument("--dsn", default=DEFAULT_DSN, help=f"bench database, recreated (default {DEFAULT_DSN})")
+    p.add_argument("--floor", action="store_true",
+                   help="also measure the floor: a bare python-socketio server (bench/_floor_fanout.py)")
+    p.add_argument("--floor-only", action="store_true", help="measure only the floor (no database, no Jauap)")
     args = p.parse_args(argv)
     if not (1 <= args.small < args.clients <= 5000) or not (1 <= args.events <= 10_000):
         p.error("need 1 <= --small < --clients <= 5000 and 1 <= --events <= 10000")
@@ -864,6 +943,10 @@ def _interrupt(_signum, _frame):
     raise KeyboardInterrupt
 
 
+class _Done(Exception):
+    """Nothing more to measure (``--floor-only``)."""
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO))
@@ -871,10 +954,17 @@ def main(argv=None) -> int:
     log(f"open-file limit {raise_fd_limit()}")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results: dict = {}
+    floor = None
     redis = None
+    if args.floor_only:
+        modes, args.floor = [], True
     with tempfile.TemporaryDirectory(prefix="jauap-fanout-") as instance:
         try:
             warn_if_busy()
+            if args.floor:
+                floor = run_floor(args, instance)
+            if not modes:
+                raise _Done
             log(f"recreating {args.dsn}")
             recreate_database(args.dsn)
             people = prepare_people(args.dsn, instance)
@@ -889,6 +979,8 @@ def main(argv=None) -> int:
                         redis_url = redis.url
                         log(f"private redis-server on {redis_url}")
                 results[mode] = run_mode(mode, args, people, points, instance, redis_url)
+        except _Done:
+            pass
         except KeyboardInterrupt:
             log("interrupted")
             return 130
@@ -898,13 +990,15 @@ def main(argv=None) -> int:
     for res in results.values():
         print_mode(res, args)
     rows = goals(results, args)
-    print_goals(rows)
     passed = bool(rows) and all(r["pass"] for r in rows)
+    if floor is not None:
+        rows += print_floor(floor, results, args)
+    print_goals(rows)
     summary = {"bench": "fanout", "server": f"gunicorn -k {args.worker_class} -w 1", "clients": args.clients,
                "small": args.small, "events_per_batch": args.events, "client_procs": args.client_procs,
                "measured": "appeal.assigned: client time.time() on receipt minus server time.time() just before "
                            "socketio.Server.emit (bench-side wrapper fanout:instrumented_app)",
-               "results": results, "goals": rows, "pass": passed}
+               "results": results, "floor": floor, "goals": rows, "pass": passed}
     print(json.dumps(summary), flush=True)
     return 0 if passed else 1
 

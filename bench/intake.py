@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/intake.py [--seconds 20] [--concurrency 16] [--workers 2]
+    python bench/intake.py [--seconds 20] [--concurrency 16] [--workers 2] [--floor]
                            [--dsn postgresql://postgres@127.0.0.1:5432/jauap_bench_intake]
 
 What it does:
@@ -17,10 +17,15 @@ What it does:
    phase A ``GET /healthz``, phase B ``POST /api/v1/appeals`` (random point inside the city,
    random type/topic, a unique ``Idempotency-Key`` per request). Each phase has a warm-up
    whose requests are not counted. Any non-2xx answer or socket failure is an error.
-4. Prints requests, rps, p50/p95/p99 latency and errors per phase, the ratio
-   appeals_rps / healthz_rps against the goal (>= 0.5) with PASS/FAIL, and one final JSON
-   line. gunicorn is shut down on every exit path (also Ctrl-C); the bench database is kept
-   for inspection and recreated on the next run.
+4. With ``--floor``: stops Jauap and serves the FLOOR app (``bench/_floor_intake.py``: its
+   POST does one INSERT of a located row + COMMIT, nothing else) with the same gunicorn command,
+   database, engine options and load, and measures the same two phases on it. No implementation
+   of the endpoint does less per request, so the floor's own ``POST / healthz`` ratio bounds
+   Jauap's; "Jauap appeals rps / floor POST rps" says how close Jauap comes to it.
+5. Prints requests, rps, p50/p95/p99 latency and errors per phase, the ratio
+   appeals_rps / healthz_rps against the goal (>= 0.5) with PASS/FAIL (and the floor's figures
+   and ratios), and one final JSON line. gunicorn is shut down on every exit path (also
+   Ctrl-C); the bench database is kept for inspection and recreated on the next run.
 
 Server configuration: ``gthread``, 2 workers x 8 threads (one process per core):
 
@@ -142,11 +147,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args, port: int, instance: str) -> subprocess.Popen:
+def start_server(args, port: int, instance: str, app_spec: str = "server:create_app()") -> subprocess.Popen:
+    """gunicorn serving ``app_spec`` (Jauap, or the floor app from ``bench/``) with the bench's settings."""
     gunicorn = Path(sys.executable).with_name("gunicorn")
     cmd = [
         str(gunicorn) if gunicorn.exists() else "gunicorn",
-        "server:create_app()",
+        app_spec,
         "--bind", f"127.0.0.1:{port}",
         "--workers", str(args.workers),
         "--worker-class", args.worker_class,
@@ -173,6 +179,8 @@ def start_server(args, port: int, instance: str) -> subprocess.Popen:
         "JAUAP_SECRET_KEY": SECRET,
         "JAUAP_INSTANCE_PATH": instance,
         "FLASK_APP": "server:create_app",
+        # the repository first (bench/geo.py must not shadow the geo package), then bench/ for the floor app
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "bench")]),
     }
     log("starting: " + " ".join(cmd[1:]))
     # Own session: a terminal Ctrl-C reaches only this script, which then stops gunicorn cleanly.
@@ -501,6 +509,49 @@ def print_phase(res: dict) -> None:
 # --- main --------------------------------------------------------------------------------------
 
 
+def run_floor(pool, args, instance: str, token: str) -> dict:
+    """The floor app (one INSERT + commit per POST) on the same server settings, database and load."""
+    from _floor_intake import create_table
+
+    create_table(args.dsn)
+    port = free_port()
+    server = start_server(args, port, instance, app_spec="_floor_intake:create_app()")
+    out: dict = {"server": server}
+    wait_ready(server, port)
+    log(f"floor app ready on 127.0.0.1:{port}")
+    for phase in ("healthz", "appeals"):
+        res = run_phase(pool, args, port, phase, token, server.pid)
+        res["phase"] = f"floor {phase}"
+        print_phase(res)
+        out[phase] = res
+    return out
+
+
+def print_floor(floor: dict, healthz: dict, appeals: dict) -> dict:
+    """The floor's ratio next to Jauap's, and how close Jauap's POST comes to the floor's."""
+
+    def div(a, b):
+        return round(a / b, 3) if b else None
+
+    f_h, f_a = floor["healthz"], floor["appeals"]
+    figures = {
+        "healthz": {k: v for k, v in f_h.items() if k not in ("phase", "error_samples")},
+        "appeals": {k: v for k, v in f_a.items() if k not in ("phase", "error_samples")},
+        "floor_ratio": div(f_a["rps"], f_h["rps"]),
+        "jauap_ratio": div(appeals["rps"], healthz["rps"]),
+        "jauap_appeals_over_floor_appeals": div(appeals["rps"], f_a["rps"]),
+        "jauap_healthz_over_floor_healthz": div(healthz["rps"], f_h["rps"]),
+        "floor_post_over_jauap_healthz": div(f_a["rps"], healthz["rps"]),
+    }
+    print(f"   floor: floor POST rps / floor healthz rps = {figures['floor_ratio']} (goal {GOAL_RATIO}: "
+          f"{'reachable' if (figures['floor_ratio'] or 0) >= GOAL_RATIO else 'UNREACHABLE even for the floor'}); "
+          f"Jauap {figures['jauap_ratio']}", flush=True)
+    print(f"          Jauap appeals rps / floor POST rps = {figures['jauap_appeals_over_floor_appeals']}; "
+          f"floor POST rps / Jauap healthz rps = {figures['floor_post_over_jauap_healthz']}; "
+          f"Jauap healthz / floor healthz = {figures['jauap_healthz_over_floor_healthz']}", flush=True)
+    return figures
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per phase (default 20)")
@@ -513,6 +564,8 @@ def parse_args(argv=None):
                    help="sys.setswitchinterval() in each worker, seconds (default 0: keep Python's 0.005)")
     p.add_argument("--client-procs", type=int, default=2, help="load-generator processes (default 2)")
     p.add_argument("--dsn", default=DEFAULT_DSN, help=f"bench database, recreated (default {DEFAULT_DSN})")
+    p.add_argument("--floor", action="store_true",
+                   help="also measure the floor app (bench/_floor_intake.py) with the same server and load")
     return p.parse_args(argv)
 
 
@@ -547,6 +600,10 @@ def main(argv=None) -> int:
                 print_phase(healthz)
                 appeals = run_phase(pool, args, port, "appeals", token, server.pid)
                 print_phase(appeals)
+                if args.floor:
+                    stop_server(server)
+                    floor = run_floor(pool, args, instance, token)
+                    server = floor.pop("server")
         except KeyboardInterrupt:
             log("interrupted")
             return 130
@@ -571,6 +628,8 @@ def main(argv=None) -> int:
         "goal": GOAL_RATIO,
         "pass": passed,
     }
+    if args.floor:
+        summary["floor"] = print_floor(floor, healthz, appeals)
     print(json.dumps(summary), flush=True)
     return 0 if passed else 1
 

@@ -41,6 +41,7 @@ class Listener:
         self.client = sio_client.Client(reconnection=False)
         for kind in kinds:
             self.client.on(kind, self._recorder(kind))
+        self.client.on("appeal.events", self._record_batch)  # several events of one commit in one message
         self.disconnected = threading.Event()
         self.client.on("disconnect", lambda *a: self.disconnected.set())
 
@@ -49,6 +50,10 @@ class Listener:
             with self.lock:
                 self.events.append((kind, payload))
         return record
+
+    def _record_batch(self, message):
+        with self.lock:
+            self.events.extend((payload["kind"], payload) for payload in message["events"])
 
     def connect(self):
         self.client.connect(self.url, auth={"token": self.token} if self.token else None,

@@ -162,3 +162,26 @@ def test_socket_events_check_their_own_permission(live, people):
     assert bad["ok"] is False
     centre.close()
     field.close()
+
+
+def test_the_events_of_one_commit_arrive_as_one_message_oldest_first(live, people, committed_app):
+    client, _units = people
+    op_headers = {"Authorization": f"Bearer {token_for(client, 'op')}"}
+    messages: list[tuple[str, dict]] = []
+    raw = sio_client.Client(reconnection=False)
+    raw.on("*", lambda name, data: messages.append((name, data)))  # every message, unpacked by nobody
+    raw.connect(live.url, auth={"token": token_for(client, "disp")}, transports=["websocket"], wait_timeout=5)
+    try:
+        appeal = client.post("/api/v1/appeals", json=APPEAL, headers=op_headers).json
+        deadline = time.monotonic() + 5
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # anything else this commit sent would have arrived by now
+    finally:
+        raw.disconnect()
+    assert [name for name, _data in messages] == ["appeal.events"]
+    events = messages[0][1]["events"]
+    assert [e["kind"] for e in events][:2] == ["appeal.registered", "appeal.routed"]
+    assert {e["appeal"]["id"] for e in events} == {appeal["id"]}
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
+    assert all(e["appeal"]["reg_no"] == appeal["reg_no"] for e in events)

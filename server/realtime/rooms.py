@@ -35,11 +35,15 @@ def rooms_for(staff: Staff) -> list[str]:
     return rooms
 
 
-def rooms_for_appeal(appeal: Appeal, extra_unit_ids: tuple[int, ...] = ()) -> list[str]:
-    """Where an appeal's event goes: the centre, its unit's sector rooms, and its assignee."""
+def rooms_for_appeal(appeal: Appeal, extra_unit_ids: tuple[int, ...] = (), codes_of_unit=None) -> list[str]:
+    """Where an appeal's event goes: the centre, its unit's sector rooms, and its assignee.
+
+    ``codes_of_unit`` replaces :func:`sector_codes_of_unit` (publish passes codes it looked up earlier).
+    """
+    codes_of_unit = codes_of_unit or sector_codes_of_unit
     rooms = [CENTRE]
     for unit_id in {appeal.unit_id, *extra_unit_ids} - {None}:
-        rooms += [f"sector:{code}" for code in sector_codes_of_unit(unit_id)]
+        rooms += [f"sector:{code}" for code in codes_of_unit(unit_id)]
     if appeal.assignee_id:
         rooms.append(user_room(appeal.assignee_id))
     return rooms

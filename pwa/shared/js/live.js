@@ -1,6 +1,7 @@
 // Live appeal events over Socket.IO (the session cookie authenticates the connection).
 // After every (re)connect it first replays GET /api/v1/events?after=<last id>, holding live events back
 // until the gap is filled, then delivers each event once (deduplicated by event id), oldest first.
+// A message is one event named after its kind, or "appeal.events" {events: [...]} for several of one commit.
 
 import { api } from "./api.js";
 
@@ -10,9 +11,10 @@ const CATCH_UP_PAGES = 4; // beyond this gap a fresh snapshot is cheaper than re
 /**
  * Connect. ``opts``: lastId (events up to it are already reflected), onEvent(payload), onStatus(state)
  * with state one of "connecting", "syncing", "online", "offline", and onResync() -> Promise<last event id>
- * that reloads everything when the gap is too long to replay. Returns {close(), lastId}.
+ * that reloads everything when the gap is too long to replay; getJson(path) fetches the catch-up (default: the
+ * shared api(), which sends a 401 to /login; the field app passes its own). Returns {close(), lastId}.
  */
-export function connectLive({ lastId = 0, onEvent, onStatus = () => {}, onResync = null }) {
+export function connectLive({ lastId = 0, onEvent, onStatus = () => {}, onResync = null, getJson = api }) {
   let last = lastId;
   let floor = lastId;
   const seen = new Set();
@@ -47,7 +49,7 @@ export function connectLive({ lastId = 0, onEvent, onStatus = () => {}, onResync
           }
           break;
         }
-        const res = await api(`/api/v1/events?after=${last}`);
+        const res = await getJson(`/api/v1/events?after=${last}`);
         res.items.forEach(deliver);
         if (!res.more) break;
       }
@@ -69,8 +71,12 @@ export function connectLive({ lastId = 0, onEvent, onStatus = () => {}, onResync
   socket.io.on("reconnect_attempt", () => onStatus("connecting"));
   socket.onAny((name, payload) => {
     if (typeof name !== "string" || !name.startsWith("appeal.")) return;
-    if (syncing) held.push(payload);
-    else deliver(payload);
+    // "appeal.events" carries several events of one commit, oldest first: {events: [payload, ...]}
+    const payloads = name === "appeal.events" ? (Array.isArray(payload?.events) ? payload.events : []) : [payload];
+    for (const one of payloads) {
+      if (syncing) held.push(one);
+      else deliver(one);
+    }
   });
 
   return {
