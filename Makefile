@@ -36,8 +36,10 @@ lint: venv
 ## the `-` keeps the others running so one run prints every figure.
 bench: system-deps postgis venv
 	-$(BIN)/python bench/geo.py
-	-$(BIN)/python bench/intake.py
-	-$(BIN)/python bench/fanout.py
+	-$(BIN)/python bench/intake.py --floor
+	-$(BIN)/python bench/fanout.py --floor
+	-$(BIN)/python bench/outbox.py
+	-$(BIN)/python bench/push.py
 
 
 system-deps:

@@ -31,8 +31,9 @@ def create_app(config: Config | None = None) -> Flask:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("server").setLevel(logging.WARNING if config.testing else logging.INFO)
 
-    from server import api, models, web  # noqa: F401 - models register on the metadata
+    from server import api, channels, citizen, methodology, models, web  # noqa: F401 - models register on the metadata
     from server.api.errors import register_error_handlers
+    from server.channels import open311 as open311_channel
     from server.cli import register_cli
     from server.database import configure_engine
     from server.extensions import db, migrate
@@ -50,6 +51,10 @@ def create_app(config: Config | None = None) -> Flask:
     init_realtime(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
+    app.register_blueprint(citizen.bp)
+    app.register_blueprint(channels.bp)
+    app.register_blueprint(methodology.bp)
+    app.register_blueprint(open311_channel.bp)
     register_cli(app)
 
     @app.context_processor

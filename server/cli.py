@@ -16,6 +16,7 @@ from geo import SectorFileError
 from server.extensions import db, socketio
 from server.models import ROLES, Appeal, Staff, Topic, Unit
 from server.models.types import utcnow
+from server.services import apikeys as apikey_service
 from server.services import routing
 from server.services import sectors as sector_service
 from server.services import staff as staff_service
@@ -24,6 +25,7 @@ from server.services.errors import ServiceError
 sectors_cli = AppGroup("sectors", help="Validate and load sector files (GeoJSON).")
 users_cli = AppGroup("users", help="Manage staff accounts.")
 demo_cli = AppGroup("demo", help="Demo data for the embedded default.")
+apikeys_cli = AppGroup("apikeys", help="Open311 API keys: issue, list, revoke.")
 
 DEMO_PASSWORD = "jauap-demo-109"  # noqa: S105 - printed on purpose: demo accounts only, refused in production
 
@@ -161,6 +163,10 @@ def serve(host: str, port: int) -> None:
     click.echo(f"  sectors         {base}/api/v1/sectors")
     click.echo(f"  dispatcher map  {base}/dispatch/")
     click.echo(f"  operator desk   {base}/operator/")
+    click.echo(f"  field app       {base}/field/   (install it on a phone; works offline)")
+    click.echo(f"  reply templates {base}/templates/")
+    click.echo(f"  citizen report  {base}/report")
+    click.echo(f"  Open311         {base}/open311/v2/discovery.json")
     click.echo(f"  health          {base}/healthz  {base}/readyz")
     click.echo(f"\nDemo logins (password '{DEMO_PASSWORD}'): admin, operator, dispatcher, inspector, qc_analyst, "
                "analyst, methodologist, pr_manager, head-u1 .. head-u6, field-u1-a .. field-u6-b\n")
@@ -186,10 +192,45 @@ def worker(interval: float, once: bool) -> None:
     run_forever(current_app._get_current_object(), interval, iterations=1 if once else None)
 
 
+@apikeys_cli.command("create")
+@click.option("--name", required=True, help="Who the key is for, e.g. 'FixMyStreet Turkestan'.")
+def apikeys_create(name: str) -> None:
+    """Issue an Open311 API key; it is printed once and only its SHA-256 is stored."""
+    try:
+        issued = apikey_service.create_key(name, created_by_id=None, now=utcnow())
+    except ServiceError as exc:
+        raise click.ClickException(f"{exc.code} ({exc.field})") from None
+    db.session.commit()
+    click.echo(f"created key {issued.row.id} for {issued.row.name}; copy it now, it is not shown again:")
+    click.echo(issued.key)
+
+
+@apikeys_cli.command("list")
+def apikeys_list() -> None:
+    """List Open311 API keys (never their secrets)."""
+    for row in apikey_service.list_keys():
+        state = "revoked" if row.revoked_at or not row.active else "active"
+        used = row.last_used_at.isoformat() if row.last_used_at else "never used"
+        click.echo(f"{row.id}\t{state}\t{row.name}\t{used}")
+
+
+@apikeys_cli.command("revoke")
+@click.argument("key_id", type=int)
+def apikeys_revoke(key_id: int) -> None:
+    """Revoke an Open311 API key at once."""
+    try:
+        row = apikey_service.revoke_key(key_id, now=utcnow())
+    except ServiceError as exc:
+        raise click.ClickException(exc.code) from None
+    db.session.commit()
+    click.echo(f"revoked key {row.id} ({row.name})")
+
+
 def register_cli(app: Flask) -> None:
     """Attach the command groups to ``app``."""
     app.cli.add_command(sectors_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)
+    app.cli.add_command(apikeys_cli)
     app.cli.add_command(serve)
     app.cli.add_command(worker)

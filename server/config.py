@@ -12,6 +12,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from notifications.provider import DEFAULT_MEDIA_HOSTS
+from notifications.webpush import DEFAULT_PUSH_HOSTS
+
 DEFAULT_SECRET = "dev-insecure-change-me"  # noqa: S105 - a marker that production refuses, not a secret
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,6 +82,35 @@ class Config:
     connection_sweep_s: float = 2.0
     tile_url: str | None = None
     at_risk_share: float = 0.75
+    geofence_radius_m: float = 100.0
+    geofence_max_accuracy_m: float = 500.0
+    # Web Push and the outbox (notifications/webpush.py; server/services/outbox.py)
+    vapid_subject: str = "mailto:jauap@localhost"
+    push_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_PUSH_HOSTS))
+    push_allow_loopback: bool = False
+    sla_warn_hours: float = 24.0
+    outbox_interval_s: float = 1.5
+    outbox_max_attempts: int = 8
+    # The citizen web report (server/citizen.py): limits per client address, proxies in front, feedback window
+    report_limits: str = "5/600,50/86400"
+    proxy_hops: int = 0
+    feedback_window_days: int = 15
+    # Citizen chat channels (server/channels/) and replies on the channel of origin (server/services/replies.py)
+    public_url: str = "http://localhost:5000"
+    telegram_bot_token: str | None = None
+    telegram_secret: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    meta_app_secret: str | None = None
+    meta_verify_token: str | None = None
+    meta_page_token: str | None = None
+    whatsapp_token: str | None = None
+    whatsapp_phone_id: str | None = None
+    graph_api_base: str = "https://graph.facebook.com/v21.0"
+    media_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_MEDIA_HOSTS))
+    channels_allow_loopback: bool = False
+    sms_url: str | None = None
+    sms_token: str | None = None
+    sms_sender: str | None = None
     testing: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -113,6 +145,32 @@ class Config:
             connection_sweep_s=_env_float("JAUAP_CONNECTION_SWEEP_S", 2.0),
             tile_url=_env("JAUAP_TILE_URL"),
             at_risk_share=_env_float("JAUAP_AT_RISK_SHARE", 0.75),
+            geofence_radius_m=_env_float("JAUAP_GEOFENCE_RADIUS_M", 100.0),
+            geofence_max_accuracy_m=_env_float("JAUAP_GEOFENCE_MAX_ACCURACY_M", 500.0),
+            vapid_subject=_env("JAUAP_VAPID_SUBJECT", "mailto:jauap@localhost") or "",
+            push_hosts=_env_list("JAUAP_PUSH_HOSTS", list(DEFAULT_PUSH_HOSTS)),
+            push_allow_loopback=_env_bool("JAUAP_PUSH_ALLOW_LOOPBACK", False),
+            sla_warn_hours=_env_float("JAUAP_SLA_WARN_HOURS", 24.0),
+            outbox_interval_s=_env_float("JAUAP_OUTBOX_INTERVAL_S", 1.5),
+            outbox_max_attempts=_env_int("JAUAP_OUTBOX_MAX_ATTEMPTS", 8),
+            report_limits=_env("JAUAP_REPORT_LIMITS", "5/600,50/86400") or "5/600,50/86400",
+            proxy_hops=_env_int("JAUAP_PROXY_HOPS", 0),
+            feedback_window_days=_env_int("JAUAP_FEEDBACK_WINDOW_DAYS", 15),
+            public_url=_env("JAUAP_PUBLIC_URL", "http://localhost:5000") or "",
+            telegram_bot_token=_env("JAUAP_TELEGRAM_BOT_TOKEN"),
+            telegram_secret=_env("JAUAP_TELEGRAM_SECRET"),
+            telegram_api_base=_env("JAUAP_TELEGRAM_API_BASE", "https://api.telegram.org") or "",
+            meta_app_secret=_env("JAUAP_META_APP_SECRET"),
+            meta_verify_token=_env("JAUAP_META_VERIFY_TOKEN"),
+            meta_page_token=_env("JAUAP_META_PAGE_TOKEN"),
+            whatsapp_token=_env("JAUAP_WHATSAPP_TOKEN"),
+            whatsapp_phone_id=_env("JAUAP_WHATSAPP_PHONE_ID"),
+            graph_api_base=_env("JAUAP_GRAPH_API_BASE", "https://graph.facebook.com/v21.0") or "",
+            media_hosts=_env_list("JAUAP_CHANNEL_MEDIA_HOSTS", list(DEFAULT_MEDIA_HOSTS)),
+            channels_allow_loopback=_env_bool("JAUAP_CHANNELS_ALLOW_LOOPBACK", False),
+            sms_url=_env("JAUAP_SMS_URL"),
+            sms_token=_env("JAUAP_SMS_TOKEN"),
+            sms_sender=_env("JAUAP_SMS_SENDER"),
         )
 
     @property
@@ -141,6 +199,16 @@ class Config:
             problems.append("JAUAP_SECURE_COOKIES must be on (the site is served over TLS)")
         if "*" in self.cors_origins:
             problems.append("JAUAP_CORS_ORIGINS must list origins explicitly, never '*'")
+        if self.push_allow_loopback:
+            problems.append("JAUAP_PUSH_ALLOW_LOOPBACK must be off (the worker would POST to loopback URLs)")
+        if self.channels_allow_loopback:
+            problems.append("JAUAP_CHANNELS_ALLOW_LOOPBACK must be off (the worker would fetch loopback URLs)")
+        if self.telegram_bot_token and not self.telegram_secret:
+            problems.append("JAUAP_TELEGRAM_SECRET must be set with JAUAP_TELEGRAM_BOT_TOKEN (it authenticates the "
+                            "webhook)")
+        replies_out = self.telegram_bot_token or self.whatsapp_token or self.meta_page_token or self.sms_url
+        if replies_out and not self.public_url.startswith("https://"):
+            problems.append("JAUAP_PUBLIC_URL must be the https:// address citizens open tracking links at")
         if problems:
             raise UnsafeConfigError("refusing to start in production: " + "; ".join(problems))
 
@@ -184,6 +252,32 @@ class Config:
             "JAUAP_CONNECTION_SWEEP_S": self.connection_sweep_s,
             "JAUAP_TILE_URL": self.tile_url,
             "JAUAP_AT_RISK_SHARE": self.at_risk_share,
+            "JAUAP_GEOFENCE_RADIUS_M": self.geofence_radius_m,
+            "JAUAP_GEOFENCE_MAX_ACCURACY_M": self.geofence_max_accuracy_m,
+            "JAUAP_VAPID_SUBJECT": self.vapid_subject,
+            "JAUAP_PUSH_HOSTS": self.push_hosts,
+            "JAUAP_PUSH_ALLOW_LOOPBACK": self.push_allow_loopback,
+            "JAUAP_SLA_WARN_HOURS": self.sla_warn_hours,
+            "JAUAP_OUTBOX_INTERVAL_S": self.outbox_interval_s,
+            "JAUAP_OUTBOX_MAX_ATTEMPTS": self.outbox_max_attempts,
+            "JAUAP_REPORT_LIMITS": self.report_limits,
+            "JAUAP_PROXY_HOPS": self.proxy_hops,
+            "JAUAP_FEEDBACK_WINDOW_DAYS": self.feedback_window_days,
+            "JAUAP_PUBLIC_URL": self.public_url,
+            "JAUAP_TELEGRAM_BOT_TOKEN": self.telegram_bot_token,
+            "JAUAP_TELEGRAM_SECRET": self.telegram_secret,
+            "JAUAP_TELEGRAM_API_BASE": self.telegram_api_base,
+            "JAUAP_META_APP_SECRET": self.meta_app_secret,
+            "JAUAP_META_VERIFY_TOKEN": self.meta_verify_token,
+            "JAUAP_META_PAGE_TOKEN": self.meta_page_token,
+            "JAUAP_WHATSAPP_TOKEN": self.whatsapp_token,
+            "JAUAP_WHATSAPP_PHONE_ID": self.whatsapp_phone_id,
+            "JAUAP_GRAPH_API_BASE": self.graph_api_base,
+            "JAUAP_CHANNEL_MEDIA_HOSTS": self.media_hosts,
+            "JAUAP_CHANNELS_ALLOW_LOOPBACK": self.channels_allow_loopback,
+            "JAUAP_SMS_URL": self.sms_url,
+            "JAUAP_SMS_TOKEN": self.sms_token,
+            "JAUAP_SMS_SENDER": self.sms_sender,
             "MAX_CONTENT_LENGTH": self.max_content_length,
             "BABEL_DEFAULT_LOCALE": self.default_locale,
             "BABEL_DEFAULT_TIMEZONE": self.timezone,

@@ -6,10 +6,13 @@ that ``server.api.errors`` translates into the requester's language.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
+from datetime import datetime
 from typing import Annotated, Literal
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -39,8 +42,29 @@ def _text(value):
     return value.strip()
 
 
+def _aware_time(value):
+    """An ISO 8601 timestamp with an offset (a device clock): anything else names the expected format."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) and len(value) <= 40 else None
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise PydanticCustomError("bad_timestamp", "ISO 8601 with a time zone")
+    return moment
+
+
+def _sha256_hex(value):
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", value.strip()):
+        raise PydanticCustomError("bad_sha256", "64 hex digits")
+    return value.strip().lower()
+
+
 Number = Annotated[float, BeforeValidator(_number)]
 Text = Annotated[str, BeforeValidator(_text)]
+AwareTime = Annotated[datetime, BeforeValidator(_aware_time)]
+Sha256Hex = Annotated[str, BeforeValidator(_sha256_hex)]
 
 
 class Strict(BaseModel):
@@ -98,6 +122,9 @@ class AppealListQuery(Strict):
     topic: str | None = Field(default=None, description="Comma-separated topic codes.")
     bbox: str | None = Field(default=None, description="min_lon,min_lat,max_lon,max_lat")
     updated_since: str | None = Field(default=None, description="ISO 8601 timestamp with offset.")
+    assignee: Literal["me"] | None = Field(default=None, description="'me': only the caller's own assignments.")
+    flagged: bool | None = Field(default=None, description="true: only appeals with a field step flagged for "
+                                 "the inspector (taken outside the geofence); false: only unflagged ones.")
     page: int = Field(default=1, ge=1, le=100_000)
     per_page: int = Field(default=50, ge=1, le=500)
 
@@ -116,6 +143,15 @@ class TokenIn(Strict):
     password: str = Field(min_length=1, max_length=256)
 
 
+class DevicePositionIn(Strict):
+    """Where the field device says it is."""
+
+    lat: Number = Field(ge=-90, le=90, description="Latitude, WGS84.")
+    lon: Number = Field(ge=-180, le=180, description="Longitude, WGS84.")
+    accuracy_m: Number | None = Field(default=None, ge=0, le=100_000,
+                                      description="Accuracy radius (metres) the device reports; null if unknown.")
+
+
 class TransitionIn(Strict):
     """A lifecycle step on an appeal."""
 
@@ -123,6 +159,28 @@ class TransitionIn(Strict):
     reason: Text | None = Field(default=None, max_length=2000)
     answer: Text | None = Field(default=None, max_length=4000, description="Answer text, for answer actions.")
     sector: Text | None = Field(default=None, max_length=16, description="Sector code, for route_manually.")
+    position: DevicePositionIn | None = Field(default=None, description="Field steps: the device's fix.")
+    device_time: AwareTime | None = Field(default=None, description="Field steps: the device clock when the "
+                                          "step was taken (ISO 8601 with offset; the offline outbox sends later).")
+
+
+class PhotoIn(Strict):
+    """The form fields of a photo upload (the image itself is the ``file`` part)."""
+
+    kind: Literal["before", "after"] = Field(description="before: as found; after: the work done.")
+    sha256: Sha256Hex = Field(description="SHA-256 (hex) of the exact bytes of ``file``.")
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False, description="Device latitude.")
+    lon: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False, description="Device longitude.")
+    accuracy_m: float | None = Field(default=None, ge=0, le=100_000, allow_inf_nan=False,
+                                     description="Device accuracy, metres.")
+    device_time: AwareTime | None = Field(default=None, description="Device clock when the photo was taken.")
+
+    @model_validator(mode="after")
+    def _pair(self):
+        if (self.lat is None) != (self.lon is None):
+            raise PydanticCustomError("coordinate_pair", "lat and lon go together",
+                                      {"field": "lon" if self.lon is None else "lat"})
+        return self
 
 
 class PositionIn(Strict):
@@ -186,3 +244,109 @@ class SimilarQuery(Strict):
     lat: float = Field(ge=-90, le=90, allow_inf_nan=False)
     lon: float = Field(ge=-180, le=180, allow_inf_nan=False)
     topic: str = Field(min_length=1, max_length=32)
+
+
+def _push_key(length: int, point: bool = False):
+    def check(value):
+        """A base64url key of ``length`` bytes (an uncompressed P-256 point when ``point``)."""
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+={0,2}", value.strip()):
+            raise PydanticCustomError("bad_push_key", "is not a valid push subscription key")
+        value = value.strip().rstrip("=")
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        if len(raw) != length or (point and raw[0] != 4):
+            raise PydanticCustomError("bad_push_key", "is not a valid push subscription key")
+        if point:
+            try:
+                ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+            except ValueError:
+                raise PydanticCustomError("bad_push_key", "is not a valid push subscription key") from None
+        return value
+
+    return check
+
+
+class PushKeysIn(Strict):
+    """The subscription's keys, as ``PushSubscription.toJSON().keys`` gives them (base64url)."""
+
+    p256dh: Annotated[str, BeforeValidator(_push_key(65, point=True))] = Field(
+        description="The browser's P-256 public key (uncompressed point).")
+    auth: Annotated[str, BeforeValidator(_push_key(16))] = Field(description="The 16-byte auth secret.")
+
+
+class PushSubscriptionIn(Strict):
+    """A browser push subscription (``PushSubscription.toJSON()``)."""
+
+    endpoint: Text = Field(min_length=1, max_length=1024, description="The push service URL (https).")
+    keys: PushKeysIn
+    expirationTime: int | None = Field(default=None, description="Sent by browsers; ignored.")  # noqa: N815
+
+
+class PushEndpointIn(Strict):
+    """Which subscription to remove."""
+
+    endpoint: Text = Field(min_length=1, max_length=1024)
+
+
+def _blank_none(value):
+    """An empty form field means "not given" (a browser sends every input of a form)."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _sha256_list(value):
+    """Comma-separated SHA-256 hex digests (one per photo part, in order)."""
+    if value is None:
+        return []
+    if not isinstance(value, str):
+        raise PydanticCustomError("bad_sha256", "64 hex digits")
+    return [_sha256_hex(part) for part in value.split(",") if part.strip()]
+
+
+FormFloat = Annotated[float | None, BeforeValidator(_blank_none)]
+FormText = Annotated[str | None, BeforeValidator(_blank_none)]
+
+
+class ReportIn(Strict):
+    """The citizen web report (multipart form fields; the photos are the ``photo`` parts)."""
+
+    type: AppealType = Field(description="consultation, incident, proposal, complaint or gratitude.")
+    topic: Text = Field(min_length=1, max_length=32, description="A topic code from GET /api/v1/topics.")
+    description: Text = Field(min_length=1, max_length=4000, description="What the citizen reports.")
+    lat: FormFloat = Field(default=None, ge=-90, le=90, allow_inf_nan=False, description="Latitude, WGS84.")
+    lon: FormFloat = Field(default=None, ge=-180, le=180, allow_inf_nan=False, description="Longitude, WGS84.")
+    accuracy_m: FormFloat = Field(default=None, ge=0, le=100_000, allow_inf_nan=False,
+                                  description="Accuracy of the device fix, metres (empty when the pin was moved).")
+    address: FormText = Field(default=None, max_length=500, description="Address, when there is no point.")
+    name: FormText = Field(default=None, max_length=160, description="Optional: the citizen's name.")
+    phone: FormText = Field(default=None, max_length=32, description="Optional: a phone number for a call back.")
+    language: Language = Field(default="ru", description="Language for the answer: kk, ru or en.")
+    consent: bool = Field(default=False, description="The citizen agreed to the processing of the report.")
+    consent_version: FormText = Field(default=None, max_length=32, description="The consent text shown (its version).")
+    photos_sha256: Annotated[list[str], BeforeValidator(_sha256_list)] = Field(
+        default_factory=list, description="SHA-256 (hex) of each ``photo`` part, comma-separated, in order.")
+
+    @model_validator(mode="after")
+    def _where(self):
+        if (self.lat is None) != (self.lon is None):
+            raise PydanticCustomError("coordinate_pair", "lat and lon go together",
+                                      {"field": "lon" if self.lon is None else "lat"})
+        if self.lat is None and not self.address:
+            raise PydanticCustomError("location_required", "a point or an address is required", {"field": "lat"})
+        if self.phone and not PHONE_RE.match(self.phone):
+            raise PydanticCustomError("bad_phone", "is not a phone number", {"field": "phone"})
+        return self
+
+
+class FeedbackIn(Strict):
+    """The citizen's verdict on the answer: confirm or dispute the fix, and a 1-5 rating."""
+
+    verdict: Literal["confirm", "dispute"] = Field(description="confirm: fixed; dispute: not fixed (reopens).")
+    rating: int | None = Field(default=None, ge=1, le=5, strict=True, description="1 (bad) to 5 (excellent).")
+    comment: Text | None = Field(default=None, max_length=2000, description="Required for a dispute: what is wrong.")
+
+    @model_validator(mode="after")
+    def _dispute_says_why(self):
+        if self.verdict == "dispute" and not self.comment:
+            raise PydanticCustomError("dispute_comment_required", "say what is not fixed", {"field": "comment"})
+        return self

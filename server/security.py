@@ -8,7 +8,7 @@ API clients send ``Authorization: Bearer <token>`` (no CSRF, no cookie).
 
 from __future__ import annotations
 
-from flask import Flask, redirect, request, session, url_for
+from flask import Flask, current_app, redirect, request, session, url_for
 from flask_login import current_user
 
 from server.api.errors import error_response
@@ -22,6 +22,7 @@ AUTHENTICATED = "authenticated"
 
 ALL_STAFF = frozenset(ROLES)
 APPEAL_READERS = frozenset({*CENTRE_ROLES, "admin", "unit_head", "field_staff"})
+PUSH_ROLES = frozenset({*CENTRE_ROLES, "unit_head", "field_staff"})
 
 # endpoint -> PUBLIC | AUTHENTICATED | set of roles
 POLICY: dict[str, object] = {
@@ -62,10 +63,69 @@ POLICY: dict[str, object] = {
     "api.csrf_token": AUTHENTICATED,
     "api.ui_config": PUBLIC,
     "api.similar_appeals": frozenset({"operator", "dispatcher"}),
+    # The field app: its shell is public (no data in it), the JSON login starts a browser session.
+    "web.field_page": PUBLIC,
+    "web.field_sw": PUBLIC,
+    "web.field_manifest": PUBLIC,
+    "web.field_asset": PUBLIC,
+    "api.create_session": PUBLIC,
+    "api.end_session": AUTHENTICATED,
+    # Web Push: people who get assignments or follow work in the field; not admins.
+    "api.push_key": PUSH_ROLES,
+    "api.subscribe_push": PUSH_ROLES,
+    "api.unsubscribe_push": PUSH_ROLES,
+    # Photo evidence: only field staff upload (the service also requires the assignee, at work);
+    # whoever may see the appeal may see its photos (the original only for some: services.evidence).
+    "api.upload_photo": frozenset({"field_staff"}),
+    "api.list_photos": APPEAL_READERS,
+    "api.get_photo": APPEAL_READERS,
+    # The citizen's side (server/citizen.py): no login; the tracking token is the key to one appeal,
+    # writes carry the CSRF token of the anonymous session, reports are rate-limited per address.
+    "citizen.report_page": PUBLIC,
+    "citizen.tracking_page": PUBLIC,
+    "citizen.asset": PUBLIC,
+    "citizen.report_form": PUBLIC,
+    "citizen.submit_report": PUBLIC,
+    "citizen.tracking": PUBLIC,
+    "citizen.give_feedback": PUBLIC,
+    "citizen.tracking_photo": PUBLIC,
+    # Open311 GeoReport v2 (server/channels/open311.py): reads are public by the spec; the writes
+    # check their own api_key (services.apikeys), so the policy lets them through to do it.
+    "open311.discovery": PUBLIC,
+    "open311.list_services": PUBLIC,
+    "open311.service_definition": PUBLIC,
+    "open311.create_request": PUBLIC,
+    "open311.list_requests": PUBLIC,
+    "open311.get_request": PUBLIC,
+    "open311.get_token": PUBLIC,
+    "open311.list_updates": PUBLIC,
+    "open311.post_update": PUBLIC,
+    "open311.unknown": PUBLIC,
+    "open311.media": PUBLIC,  # only "after" photos of resolved Open311 requests, by their random id
+    # Open311 API keys: admins only.
+    "api.create_api_key": frozenset({"admin"}),
+    "api.list_api_keys": frozenset({"admin"}),
+    "api.revoke_api_key": frozenset({"admin"}),
+    # Chat channel webhooks: no login; each authenticates the provider itself (Telegram's secret-token
+    # header, Meta's HMAC signature of the raw body) and answers 403 before reading anything else.
+    "channels.telegram_webhook": PUBLIC,
+    "channels.meta_verify": PUBLIC,
+    "channels.meta_webhook": PUBLIC,
+    # The citizens' reply templates: the methodologist writes them (admins may too).
+    "methodology.templates_page": frozenset({"methodologist", "admin"}),
+    "methodology.asset": PUBLIC,
+    "api.list_reply_templates": frozenset({"methodologist", "admin"}),
+    "api.save_reply_template": frozenset({"methodologist", "admin"}),
+    "api.reset_reply_template": frozenset({"methodologist", "admin"}),
 }
 
 # Unsafe methods that need no CSRF token: they authenticate by the credentials in the body.
-CSRF_EXEMPT = frozenset({"api.create_token"})
+# The JSON login needs none either: only JSON bodies are read, which a cross-site form cannot send.
+# Open311 writes are form posts from other servers, authenticated by the api_key in the form.
+CSRF_EXEMPT = frozenset({"api.create_token", "api.create_session",
+                         "open311.create_request", "open311.post_update", "open311.unknown",
+                         # provider webhooks, authenticated by their secret header or body signature
+                         "channels.telegram_webhook", "channels.meta_webhook"})
 
 
 def policy_for(endpoint: str | None):
@@ -79,12 +139,30 @@ def _deny(status: int, code: str):
     return redirect(url_for("web.login", next=request.full_path))
 
 
+def _raise_body_limit(rule) -> None:
+    """Let an upload endpoint read a larger body, but only for a caller the policy admits.
+
+    Anyone else keeps the app-wide limit, so a stranger cannot make the server parse
+    megabytes (the CSRF check below already reads form bodies).
+    """
+    limit = getattr(current_app.view_functions.get(request.endpoint), "max_content_length", None)
+    if limit and rule == PUBLIC:
+        # A public upload (the citizen report: 3 photos compressed on the phone) declares a modest limit.
+        request.max_content_length = limit
+        return
+    if not limit or not current_user.is_authenticated:
+        return
+    if rule == AUTHENTICATED or (isinstance(rule, frozenset) and current_user.role in rule):
+        request.max_content_length = limit
+
+
 def enforce_policy():
     """before_request: authenticate, check CSRF on cookie sessions, apply the policy table."""
     if request.endpoint is None:  # 404 / 405: let the router answer
         return None
     rule = policy_for(request.endpoint)
     current_user._get_current_object()
+    _raise_body_limit(rule)
     # A bearer header cannot be forged cross-site without a CORS preflight, so it needs no CSRF token.
     bearer = request.headers.get("Authorization", "").lower().startswith("bearer ")
     if request.method not in ("GET", "HEAD", "OPTIONS") and not bearer and request.endpoint not in CSRF_EXEMPT:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -12,6 +14,7 @@ from sqlalchemy import text
 
 from server.extensions import db
 from server.models.types import utcnow
+from server.services import push
 from server.services import staff as staff_service
 from server.services.staff import SESSION_TOKEN_KEY
 
@@ -77,6 +80,7 @@ def logout():
     """End the session, here and on the server (its live connections are cut)."""
     token = session.get(SESSION_TOKEN_KEY)
     if token:
+        push.forget_login(token)  # this browser's push subscription goes with its login
         staff_service.revoke_token(token, utcnow())
         db.session.commit()
     logout_user()
@@ -115,6 +119,69 @@ def dispatch_asset(filename: str):
 def operator_asset(filename: str):
     """Static files of the operator console."""
     return send_from_directory(PWA_DIR / "operator", filename, max_age=300)
+
+
+FIELD_DIR = PWA_DIR / "field"
+_BUILD_MARK = 'const BUILD = "dev";'
+
+
+def field_precache() -> list[str]:
+    """The URLs the field app's service worker precaches (pwa/field/precache.json)."""
+    return json.loads((FIELD_DIR / "precache.json").read_text(encoding="utf-8"))
+
+
+def field_url_path(url: str) -> Path | None:
+    """The file behind a precached URL (/field/..., /static/..., /vendor/...), or None."""
+    roots = {"/field/": FIELD_DIR, "/static/": PWA_DIR / "shared", "/vendor/": VENDOR_DIR}
+    if url == "/field/":
+        return FIELD_DIR / "index.html"
+    for prefix, root in roots.items():
+        if url.startswith(prefix):
+            return root / url[len(prefix):]
+    return None
+
+
+def field_build_id() -> str:
+    """A fingerprint of every precached file: any change makes a new sw.js, hence a new cache."""
+    digest = hashlib.sha256()
+    for url in field_precache():
+        path = field_url_path(url)
+        digest.update(url.encode())
+        digest.update(path.read_bytes() if path and path.is_file() else b"missing")
+    return digest.hexdigest()[:16]
+
+
+@bp.get("/field/")
+def field_page():
+    """The field staff app shell (public: it holds no data; the data needs a login)."""
+    return send_from_directory(FIELD_DIR, "index.html", max_age=0)
+
+
+@bp.get("/field/sw.js")
+def field_sw():
+    """The field app's service worker, stamped with the build fingerprint so any change updates it."""
+    source = (FIELD_DIR / "sw.js").read_text(encoding="utf-8")
+    body = source.replace(_BUILD_MARK, f'const BUILD = "{field_build_id()}";', 1)
+    resp = current_app.response_class(body, mimetype="text/javascript")
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["Service-Worker-Allowed"] = "/field/"
+    return resp
+
+
+@bp.get("/field/manifest.webmanifest")
+def field_manifest():
+    """The field app's web app manifest (installable PWA)."""
+    resp = send_from_directory(FIELD_DIR, "manifest.webmanifest", max_age=0, mimetype="application/manifest+json")
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
+
+
+@bp.get("/field/<path:filename>")
+def field_asset(filename: str):
+    """Static files of the field app (revalidated: the service worker keeps the offline copy)."""
+    resp = send_from_directory(FIELD_DIR, filename, max_age=0)
+    resp.headers["Cache-Control"] = "no-cache"
+    return resp
 
 
 @bp.get("/vendor/<path:filename>")

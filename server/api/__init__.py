@@ -4,4 +4,16 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from server.api import appeals, auth, dispatch, mapdata, meta, sectors, topics  # noqa: E402,F401  (views register on bp)
+from server.api import (  # noqa: E402,F401  (views register on bp)
+    admin_keys,
+    appeals,
+    auth,
+    dispatch,
+    mapdata,
+    meta,
+    photos,
+    push,
+    reply_templates,
+    sectors,
+    topics,
+)

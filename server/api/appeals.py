@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 
 from server.api import bp
-from server.api.common import IDEMPOTENCY_HEADER, commit, idempotency_key, viewer
+from server.api.common import CLIENT_UUID_HEADER, IDEMPOTENCY_HEADER, client_uuid, commit, idempotency_key, viewer
 from server.api.outputs import AppealCreated, AppealOut, AppealPage, appeal_out, similar_out
 from server.api.spec import endpoint
 from server.models.types import utcnow
@@ -56,12 +56,11 @@ def get_appeal(appeal_id: int):
 
 
 @bp.post("/appeals/<int:appeal_id>/transitions")
-@endpoint(body=TransitionIn, responses={200: AppealOut}, tags=["appeals"])
+@endpoint(body=TransitionIn, responses={200: AppealOut}, tags=["appeals"], headers=[CLIENT_UUID_HEADER])
 def appeal_transition(appeal_id: int, body: TransitionIn):
-    """Take a lifecycle step (an action of the state machine) on an appeal."""
+    """Take a lifecycle step (an action of the state machine) on an appeal, once per Idempotency-Key."""
     staff = viewer()
-    appeal = appeal_service.get_appeal(appeal_id, staff)
-    events = appeal_service.apply_action(appeal, staff, body.action, utcnow(), reason=body.reason,
-                                         answer=body.answer, sector=body.sector)
-    commit(events)
-    return jsonify(appeal_out(appeal, staff, with_history=True))
+    outcome = appeal_service.apply_action_once(appeal_id, staff, body, utcnow(), client_uuid=client_uuid(),
+                                               serialise=lambda a: appeal_out(a, staff, with_history=True))
+    commit(outcome.events)
+    return jsonify(outcome.body), outcome.status

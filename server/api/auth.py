@@ -1,18 +1,21 @@
-"""Authentication for API clients: bearer tokens, and who am I."""
+"""Authentication: bearer tokens for API clients, the field app's JSON login, and who am I."""
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify, request, session
+from flask_login import login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
 from server.api import bp
 from server.api.common import commit, viewer
 from server.api.errors import ApiError
-from server.api.outputs import MeOut, TokenOut
+from server.api.outputs import MeOut, SessionOut, TokenOut
 from server.api.spec import endpoint
 from server.models.types import utcnow
 from server.schemas import TokenIn
+from server.services import push
 from server.services import staff as staff_service
+from server.services.staff import SESSION_TOKEN_KEY
 
 
 @bp.post("/auth/token")
@@ -33,9 +36,47 @@ def revoke_token():
     """Revoke the bearer token this request carries."""
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
+        push.forget_login(header[7:].strip())  # this login's devices get no more pushes
         staff_service.revoke_token(header[7:].strip(), utcnow())
         commit()
     return "", 204
+
+
+@bp.post("/auth/session")
+@endpoint(body=TokenIn, responses={200: SessionOut}, tags=["auth"])
+def create_session(body: TokenIn):
+    """Log a browser in (the field app): a session cookie that lasts one shift of the staff member."""
+    staff = staff_service.authenticate(body.username, body.password)
+    if staff is None:
+        raise ApiError(401, "bad_credentials")
+    hours = staff_service.shift_hours(staff, current_app.config["JAUAP_TOKEN_TTL_HOURS"])
+    token, row = staff_service.issue_token(staff, utcnow(), hours)
+    commit()
+    session.clear()  # rotate: nothing from before login survives it
+    session[SESSION_TOKEN_KEY] = token
+    # A persistent cookie: a phone closing the app mid-shift keeps the login; the server token ends it.
+    session.permanent = True
+    login_user(staff)
+    return jsonify(SessionOut(**_me(staff), expires_at=row.expires_at).model_dump(mode="json"))
+
+
+@bp.delete("/auth/session")
+@endpoint(responses={204: None}, tags=["auth"])
+def end_session():
+    """Log this browser out, here and on the server."""
+    token = session.get(SESSION_TOKEN_KEY)
+    if token:
+        push.forget_login(token)  # this browser's push subscription goes with its login
+        staff_service.revoke_token(token, utcnow())
+        commit()
+    logout_user()
+    session.clear()
+    return "", 204
+
+
+def _me(staff) -> dict:
+    return {"id": staff.id, "username": staff.username, "full_name": staff.full_name, "role": staff.role,
+            "unit": staff.unit.code if staff.unit else None, "language": staff.language, "on_duty": staff.on_duty}
 
 
 @bp.get("/auth/me")
@@ -43,8 +84,7 @@ def revoke_token():
 def me():
     """The logged-in staff member."""
     staff = viewer()
-    return jsonify(MeOut(id=staff.id, username=staff.username, full_name=staff.full_name, role=staff.role,
-                         unit=staff.unit.code if staff.unit else None, language=staff.language).model_dump())
+    return jsonify(MeOut(**_me(staff)).model_dump())
 
 
 @bp.get("/auth/csrf")

@@ -31,9 +31,15 @@ class ApiError(Exception):
         self.params = params
 
 
-def error_response(http_status: int, error_code: str, fields: list[dict] | None = None, **params):
-    """Build the JSON error response (``params`` fill the message's placeholders)."""
+def error_response(http_status: int, error_code: str, fields: list[dict] | None = None, *,
+                   detail: dict | None = None, **params):
+    """Build the JSON error response (``params`` fill the message's placeholders).
+
+    ``detail`` adds machine-readable facts a client acts on (e.g. the appeal's status now).
+    """
     body = {"error": {"code": error_code, "message": message(error_code, **params), "fields": fields or []}}
+    if detail is not None:
+        body["error"]["detail"] = detail
     return jsonify(body), http_status
 
 
@@ -74,7 +80,9 @@ def register_error_handlers(app: Flask) -> None:
         fields = []
         if exc.field:
             fields.append({"field": exc.field, "code": exc.code, "message": message(exc.code, **exc.params)})
-        return error_response(exc.status, exc.code, fields, **exc.params)
+        params = dict(exc.params)
+        detail = params.pop("detail", None)
+        return error_response(exc.status, exc.code, fields, detail=detail, **params)
 
     @app.errorhandler(ValidationError)
     def _validation(exc: ValidationError):
@@ -102,7 +110,8 @@ def register_error_handlers(app: Flask) -> None:
         code = codes.get(exc.code or 500, "bad_request")
         if not _wants_json() and exc.code in (404, 405):
             return exc
-        params = {"limit": app.config.get("MAX_CONTENT_LENGTH")} if code == "body_too_large" else {}
+        # The limit of this request (an upload route raises it), not only the app-wide default.
+        params = {"limit": request.max_content_length} if code == "body_too_large" else {}
         return error_response(exc.code or 500, code, **params)
 
     @app.errorhandler(Exception)

@@ -15,6 +15,7 @@ MESSAGES = {
     "malformed_json": _l("The request body is not valid JSON."),
     "json_object_required": _l("The request body must be a JSON object."),
     "unsupported_media_type": _l("Send the request body as application/json."),
+    "multipart_required": _l("Send this request as multipart/form-data."),
     "body_too_large": _l("The request body is too large (at most %(limit)s bytes)."),
     "not_found": _l("Not found."),
     "method_not_allowed": _l("This method is not allowed here."),
@@ -85,6 +86,50 @@ MESSAGES = {
     "position_too_frequent": _l("Positions are accepted at most every %(seconds)s seconds."),
     "one_target": _l("give either staff_id or unit"),
     "citizen_conflict": _l("The applicant's record is being changed by another request; try again."),
+    # Field steps and photo evidence
+    "bad_client_uuid": _l("Idempotency-Key must be a UUID (the id the field app gave this action)."),
+    "idempotency_mismatch": _l("This Idempotency-Key was already used for a different request."),
+    "appeal_changed": _l("The appeal has changed meanwhile (it is now “%(status)s”); this step no longer applies."),
+    "geofence_reason_required": _l("You are not at the appeal's location: say why you take this step from here."),
+    "after_photo_required": _l("Add an “after” photo of the work before resolving."),
+    "bad_sha256": _l("must be the SHA-256 of the file as 64 hex digits"),
+    "bool_parsing": _l("must be true or false"),
+    "bool_type": _l("must be true or false"),
+    "file_required": _l("Attach the photo as the “file” part of the form."),
+    "unsupported_image_type": _l("Only JPEG, PNG and WebP photos are accepted."),
+    "image_too_large": _l("The photo is too large (at most %(limit)s bytes)."),
+    "image_too_many_pixels": _l("The photo has too many pixels (at most %(limit)s)."),
+    "image_corrupt": _l("The photo is damaged or incomplete; take it again."),
+    "image_trailing_data": _l("The file carries extra data after the image; send the photo as the app took it."),
+    "hash_mismatch": _l("The photo arrived damaged (its SHA-256 does not match); send it again."),
+    "photo_not_found": _l("No such photo."),
+    "original_restricted": _l("Only checkers, dispatchers, the unit head and the uploader may download the original."),
+    # The citizen web report and tracking page
+    "consent_required": _l("Tick the consent box: we cannot accept the report without it."),
+    "consent_outdated": _l("The consent text has changed; reload the page and read it again."),
+    "report_key_required": _l("Idempotency-Key is required: a UUID the page chose for this report."),
+    "too_many_photos": _l("At most %(limit)s photos."),
+    "photo_hash_count": _l("Send one SHA-256 for each photo, in the same order."),
+    "report_rate_limited": _l("Too many reports from your connection; try again in %(minutes)s min."),
+    "feedback_not_open": _l("There is no answer to confirm or dispute yet."),
+    "feedback_window_closed": _l("The %(days)s days to confirm or dispute this answer are over; call 109."),
+    "feedback_already_given": _l("You have already given your verdict on this answer."),
+    "dispute_comment_required": _l("say what is still not fixed"),
+    # Open311 API keys (admin)
+    "api_key_name_invalid": _l("Give the key a name of 1 to 120 characters."),
+    "api_key_not_found": _l("No such API key."),
+    # Web Push
+    "bad_push_key": _l("is not a valid push subscription key"),
+    "push_endpoint_not_allowed": _l("This push address is not allowed: it must be an https:// address of a known "
+                                    "push service."),
+    "push_login_required": _l("Log in again on this device to receive notifications."),
+    # Chat channel webhooks and the citizens' reply templates
+    "webhook_forbidden": _l("This webhook call is not authenticated."),
+    "template_empty": _l("The template text is empty."),
+    "template_too_long": _l("The template is too long (at most %(limit)s characters)."),
+    "template_syntax": _l("The template has an unmatched { or }; write {{ and }} for literal braces."),
+    "unknown_placeholder": _l("Unknown placeholder {%(name)s}; use only %(allowed)s."),
+    "template_not_found": _l("This template has no saved text; the built-in one is in use."),
 }
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from flask import url_for
 from flask_babel import get_locale
 from pydantic import BaseModel, RootModel
 
-from server.models import Appeal, AppealEvent, Sector, Staff
+from server.models import Appeal, AppealEvent, Attachment, Sector, Staff
 from server.services import appeals as appeal_service
+from server.services import evidence
 from server.services.intake import Similar, appeal_point
 from server.services.lifecycle import Actor, allowed_actions
 
@@ -57,6 +59,41 @@ class SimilarOut(BaseModel):
     created_at: datetime
 
 
+class PhotoExif(BaseModel):
+    """What the photo's own EXIF says: where (only for roles that may have the original) and when."""
+
+    lat: float | None
+    lon: float | None
+    time: datetime | None
+    distance_m: float | None
+
+
+class PhotoUrls(BaseModel):
+    """Where to fetch each variant (``original`` is null for roles that may not have it)."""
+
+    thumb: str
+    large: str
+    original: str | None
+
+
+class PhotoOut(BaseModel):
+    """One photo of an appeal."""
+
+    id: str
+    kind: str
+    sha256: str
+    mime: str
+    width: int
+    height: int
+    created_at: datetime
+    exif: PhotoExif | None
+    urls: PhotoUrls
+
+
+class PhotoList(RootModel[list[PhotoOut]]):
+    """An appeal's photos, oldest first."""
+
+
 class AppealOut(BaseModel):
     """An appeal as staff see it."""
 
@@ -81,7 +118,10 @@ class AppealOut(BaseModel):
     answer: str | None
     citizen: CitizenOut | None
     actions: list[str]
+    flagged: bool = False
+    assigned_to_me: bool = False  # the field app shows the workflow buttons on its own assignments only
     history: list[EventOut] | None = None
+    photos: list[PhotoOut] | None = None
 
 
 class AppealCreated(AppealOut):
@@ -137,6 +177,13 @@ class MeOut(BaseModel):
     role: str
     unit: str | None
     language: str
+    on_duty: bool = False
+
+
+class SessionOut(MeOut):
+    """A browser session started by the JSON login (the field app): who, and until when."""
+
+    expires_at: datetime
 
 
 class GeoJSON(BaseModel):
@@ -160,13 +207,34 @@ def event_out(ev: AppealEvent) -> EventOut:
                     data=ev.data or {})
 
 
+def photo_out(photo: Attachment, viewer: Staff) -> dict:
+    """Serialise a photo for ``viewer``: the EXIF position and the original only where the role may have them."""
+    full = evidence.may_see_original(photo, viewer)
+    exif = None
+    if photo.exif_time is not None or photo.exif_lat is not None:
+        exif = PhotoExif(lat=photo.exif_lat if full else None, lon=photo.exif_lon if full else None,
+                         time=photo.exif_time, distance_m=photo.exif_distance_m)
+
+    def url(variant: str) -> str:
+        return url_for("api.get_photo", public_id=photo.public_id, variant=variant)
+
+    return PhotoOut(id=photo.public_id, kind=photo.kind, sha256=photo.sha256, mime=photo.mime, width=photo.width,
+                    height=photo.height, created_at=photo.created_at, exif=exif,
+                    urls=PhotoUrls(thumb=url("thumb"), large=url("large"),
+                                   original=url("original") if full else None)).model_dump(mode="json")
+
+
 def appeal_out(appeal: Appeal, viewer: Staff, *, with_history: bool = False, cls=AppealOut, **extra):
-    """Serialise an appeal for ``viewer``: contact fields only where the role may see them."""
+    """Serialise an appeal for ``viewer``: contact fields only where the role may see them.
+
+    ``with_history`` (the single-appeal views) adds the history and the photos.
+    """
     point = appeal_point(appeal)
     citizen = None
     if appeal.citizen is not None and appeal_service.can_see_contact(appeal, viewer):
         citizen = CitizenOut(name=appeal.citizen.name, phone=appeal.citizen.phone, language=appeal.citizen.language)
     history = [event_out(e) for e in appeal_service.history(appeal)] if with_history else None
+    photos = [photo_out(p, viewer) for p in evidence.list_photos(appeal)] if with_history else None
     return cls(
         id=appeal.id,
         reg_no=appeal.reg_no,
@@ -189,7 +257,10 @@ def appeal_out(appeal: Appeal, viewer: Staff, *, with_history: bool = False, cls
         answer=appeal.answer_text,
         citizen=citizen,
         actions=allowed_actions(appeal, Actor.of(viewer)),
+        flagged=appeal.flagged_at is not None,
+        assigned_to_me=appeal.assignee_id == viewer.id,
         history=history,
+        photos=photos,
         **extra,
     ).model_dump(mode="json")
 
@@ -199,3 +270,16 @@ def similar_out(items: list[Similar]) -> list[dict]:
     return [SimilarOut(id=s.appeal.id, reg_no=s.appeal.reg_no, status=s.appeal.status,
                        distance_m=round(s.distance_m, 1), created_at=s.appeal.created_at).model_dump(mode="json")
             for s in items]
+
+
+class PushKeyOut(BaseModel):
+    """The VAPID public key for ``PushManager.subscribe({applicationServerKey})``."""
+
+    public_key: str
+
+
+class PushSubscriptionOut(BaseModel):
+    """A saved push subscription (the endpoint echoed; keys never leave the server again)."""
+
+    endpoint: str
+    created_at: datetime

@@ -31,6 +31,8 @@ class EndpointSpec:
     tags: list[str] = field(default_factory=list)
     headers: list[dict] = field(default_factory=list)
     public: bool = False
+    form: type[BaseModel] | None = None
+    files: list[str] = field(default_factory=list)
 
 
 def _reject_constant(value: str):
@@ -60,8 +62,22 @@ def parse(model: type[BaseModel], data: dict, prefix: str = ""):
         raise ApiError(400, "validation_failed", field_errors(exc, prefix)) from None
 
 
-def endpoint(summary: str | None = None, *, body=None, query=None, responses=None, tags=None, headers=None):
-    """Declare a view's schemas; the view receives ``body=`` / ``query=`` as parsed models."""
+def form_fields() -> dict:
+    """The request's multipart form fields (not its files), or an ApiError if it is not multipart."""
+    if request.mimetype != "multipart/form-data":
+        raise ApiError(415, "multipart_required")
+    # The CSRF token may travel as a form field; it is checked before the view, not part of the input.
+    return {k: v for k, v in request.form.items() if k != "csrf_token"}
+
+
+def endpoint(summary: str | None = None, *, body=None, query=None, responses=None, tags=None, headers=None,
+             form=None, files=None, max_content_length: int | None = None):
+    """Declare a view's schemas; the view receives ``body=`` / ``query=`` / ``form=`` as parsed models.
+
+    ``form`` is a multipart/form-data body whose fields ``form`` validates; ``files`` names its file
+    parts (documented as binary; the view reads them). ``max_content_length`` raises the body limit
+    for this endpoint alone (applied by server.security before anything reads the body).
+    """
 
     def decorate(view: Callable):
         spec = EndpointSpec(
@@ -71,6 +87,8 @@ def endpoint(summary: str | None = None, *, body=None, query=None, responses=Non
             responses=responses or {200: None},
             tags=tags or [],
             headers=headers or [],
+            form=form,
+            files=list(files or []),
         )
 
         @wraps(view)
@@ -81,9 +99,13 @@ def endpoint(summary: str | None = None, *, body=None, query=None, responses=Non
                 params = request.args.to_dict()
                 params.pop("lang", None)  # the language switch applies to every request (server.i18n)
                 kwargs["query"] = parse(query, params)
+            if form is not None:
+                kwargs["form"] = parse(form, form_fields())
             return view(*args, **kwargs)
 
         wrapper.openapi = spec  # type: ignore[attr-defined]
+        if max_content_length is not None:
+            wrapper.max_content_length = max_content_length  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
@@ -169,6 +191,14 @@ def openapi_document(app: Flask, title: str, version: str) -> dict:
                 op["requestBody"] = {
                     "required": True,
                     "content": {"application/json": {"schema": _schema(spec.body, components, "validation")}},
+                }
+            if spec.form is not None:
+                parts = {"type": "object", "required": spec.files,
+                         "properties": {name: {"type": "string", "format": "binary"} for name in spec.files}}
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"multipart/form-data": {
+                        "schema": {"allOf": [_schema(spec.form, components, "validation"), parts]}}},
                 }
             for status, model in spec.responses.items():
                 content = {"application/json": {"schema": _schema(model, components, "serialization")}} if model \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,7 +11,8 @@ from sqlalchemy import Select, false, func, select, true
 from server import geosql
 from server.extensions import db
 from server.models import APPEAL_TYPES, STATUSES, Appeal, AppealEvent, Sector, Staff
-from server.services import dispatch, routing
+from server.schemas import TransitionIn
+from server.services import dispatch, field, replay, routing
 from server.services.errors import NotFound, Unprocessable
 from server.services.lifecycle import Actor, transition
 
@@ -39,9 +41,15 @@ def can_see_contact(appeal: Appeal, viewer: Staff) -> bool:
     return viewer.role in CONTACT_ROLES
 
 
-def get_appeal(appeal_id: int, viewer: Staff) -> Appeal:
-    """The appeal if ``viewer`` may see it; otherwise NotFound, so existence does not leak."""
-    appeal = db.session.scalar(select(Appeal).where(Appeal.id == appeal_id, visibility(viewer)))
+def get_appeal(appeal_id: int, viewer: Staff, *, fresh: bool = False) -> Appeal:
+    """The appeal if ``viewer`` may see it; otherwise NotFound, so existence does not leak.
+
+    ``fresh`` re-reads the row even if this session already holds it (after a row lock).
+    """
+    query = select(Appeal).where(Appeal.id == appeal_id, visibility(viewer))
+    if fresh:
+        query = query.execution_options(populate_existing=True)
+    appeal = db.session.scalar(query)
     if appeal is None:
         raise NotFound("appeal_not_found")
     return appeal
@@ -98,9 +106,11 @@ def _since(value: str) -> datetime:
 
 
 def list_query(viewer: Staff, *, status=None, sector=None, type=None, topic=None, bbox=None,
-               updated_since=None) -> Select:
+               updated_since=None, assignee=None, flagged=None) -> Select:
     """The filtered, visibility-restricted query behind ``GET /appeals``."""
     query = select(Appeal).where(visibility(viewer))
+    if assignee == "me":  # the field app's "my work"
+        query = query.where(Appeal.assignee_id == viewer.id)
     if statuses := _csv(status, STATUSES, "status"):
         query = query.where(Appeal.status.in_(statuses))
     if types := _csv(type, APPEAL_TYPES, "type"):
@@ -117,6 +127,9 @@ def list_query(viewer: Staff, *, status=None, sector=None, type=None, topic=None
         query = query.where(Appeal.location.is_not(None), geosql.in_bbox(Appeal.location, *_bbox(bbox)))
     if updated_since:
         query = query.where(Appeal.updated_at > _since(updated_since))
+    if flagged is not None:
+        # Field steps taken outside the geofence: the inspector's list.
+        query = query.where(Appeal.flagged_at.is_not(None) if flagged else Appeal.flagged_at.is_(None))
     return query
 
 
@@ -130,9 +143,39 @@ def list_appeals(viewer: Staff, page: int = 1, per_page: int = 50, **filters) ->
     return Page(items=list(items), total=total or 0, page=page, per_page=per_page)
 
 
+def apply_action_once(appeal_id: int, viewer: Staff, body: TransitionIn, now: datetime, *,
+                      client_uuid: str | None, serialise: Callable[[Appeal], dict]) -> replay.Outcome:
+    """Take the step ``body`` asks for at most once per ``client_uuid``; 200 with ``serialise(appeal)``.
+
+    A repeat of the UUID gets the stored answer (services.replay). Flushes; the caller commits.
+    """
+    request_hash = replay.fingerprint(op="transition", appeal_id=appeal_id, staff_id=viewer.id,
+                                      body=body.model_dump(mode="json"))
+    position = field.Position(**body.position.model_dump()) if body.position is not None else None
+
+    def work() -> replay.Outcome:
+        appeal = field.load_appeal(appeal_id, viewer)  # read after the row lock
+        events = apply_action(appeal, viewer, body.action, now, reason=body.reason, answer=body.answer,
+                              sector=body.sector, position=position, device_time=body.device_time)
+        # The answer is built before the commit (it is stored with the change): re-read the appeal as
+        # flushed, so relationships follow changed keys (a new sector, a new assignee).
+        db.session.flush()
+        db.session.expire(appeal)
+        return replay.Outcome(status=200, body=serialise(appeal), events=events)
+
+    return replay.perform_once(client_uuid, viewer, appeal_id, request_hash, work, now)
+
+
 def apply_action(appeal: Appeal, viewer: Staff, action: str, now: datetime, *, reason=None, answer=None,
-                 sector=None) -> list[AppealEvent]:
-    """Take a lifecycle step on ``appeal`` as ``viewer`` (the generic transition endpoint)."""
+                 sector=None, position=None, device_time=None) -> list[AppealEvent]:
+    """Take a lifecycle step on ``appeal`` as ``viewer`` (the generic transition endpoint).
+
+    Field steps (accept ... resolve) go through ``services.field`` with the device's
+    ``position`` (a field.Position) and ``device_time``.
+    """
+    if action in field.FIELD_ACTIONS:
+        step = field.FieldStep(action=action, reason=reason, position=position, device_time=device_time)
+        return field.take_field_step(appeal, viewer, step, now)
     actor = Actor.of(viewer)
     if viewer.role == "field_staff" and appeal.assignee_id != viewer.id:
         # Field staff act only on their own assignments, whatever the state machine would allow.

@@ -104,10 +104,15 @@ def accept(appeal: Appeal, actor: Actor, now: datetime) -> AppealEvent:
     return transition(appeal, "accept", actor, now)
 
 
-def decline(appeal: Appeal, actor: Actor, now: datetime, reason: str | None) -> list[AppealEvent]:
-    """The assignee declines with a reason; the appeal goes back to the unit and is re-assigned if possible."""
+def decline(appeal: Appeal, actor: Actor, now: datetime, reason: str | None,
+            data: dict | None = None) -> list[AppealEvent]:
+    """The assignee declines with a reason; the appeal goes back to the unit and is re-assigned if possible.
+
+    ``data`` adds to the event (the field app's device time and position).
+    """
     _require_assignee(appeal, actor)
-    event = transition(appeal, "decline", actor, now, reason=reason, data={"assignee_id": appeal.assignee_id})
+    event = transition(appeal, "decline", actor, now, reason=reason,
+                       data={**(data or {}), "assignee_id": appeal.assignee_id})
     return _back_to_queue(appeal, event, now)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.extensions import db
-from server.models import ROLES, UNIT_ROLES, ApiToken, Staff, Unit
+from server.models import ROLES, UNIT_ROLES, ApiToken, Shift, Staff, Unit
 from server.services.errors import Unprocessable
 
 # Where a browser login keeps its server-side token, inside the signed session (a key name, not a secret).
@@ -66,6 +66,12 @@ def issue_token(staff: Staff, now: datetime, ttl_hours: int) -> tuple[str, ApiTo
     db.session.add(row)
     db.session.flush()
     return token, row
+
+
+def shift_hours(staff: Staff, default_hours: int) -> int:
+    """How long one shift of ``staff`` lasts (their shift's hours; ``default_hours`` without a shift)."""
+    shift = db.session.get(Shift, staff.shift_code) if staff.shift_code else None
+    return shift.hours if shift is not None and shift.hours else default_hours
 
 
 def staff_for_token(token: str, now: datetime) -> Staff | None:
