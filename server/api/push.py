@@ -11,7 +11,7 @@ from server.api.spec import endpoint
 from server.models.types import utcnow
 from server.schemas import PushEndpointIn, PushSubscriptionIn
 from server.services import push
-from server.services.staff import SESSION_TOKEN_KEY
+from server.services.staff import SESSION_TOKEN_KEY, find_token
 
 
 def request_token() -> str | None:
@@ -33,7 +33,7 @@ def push_key():
 @endpoint(body=PushSubscriptionIn, responses={201: PushSubscriptionOut, 200: PushSubscriptionOut}, tags=["push"])
 def subscribe_push(body: PushSubscriptionIn):
     """Save this device's push subscription (201 new, 200 known); logging out removes it."""
-    row = push.token_row(request_token())
+    row = find_token(request_token())
     sub, created = push.subscribe(viewer(), row.id if row else None, body.endpoint, body.keys.p256dh,
                                   body.keys.auth, request.user_agent.string, utcnow())
     commit()

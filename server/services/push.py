@@ -25,7 +25,7 @@ from notifications.webpush import EndpointPolicy, load_or_create_key, public_key
 from server.extensions import db
 from server.models import ApiToken, Appeal, AppealEvent, OutboundMessage, PushSubscription, Staff
 from server.services.errors import Unprocessable
-from server.services.staff import _hash as token_digest  # the digest ApiToken stores
+from server.services.staff import find_token
 
 ASSIGNMENT_KINDS = frozenset({"appeal.assigned", "appeal.reassigned"})
 # Statuses in which the assignee still has the work in hand (the SLA clock is theirs).
@@ -53,13 +53,6 @@ def vapid_key() -> ec.EllipticCurvePrivateKey:
 def public_key() -> str:
     """The VAPID public key for ``PushManager.subscribe({applicationServerKey})``."""
     return public_key_b64(vapid_key())
-
-
-def token_row(token: str | None) -> ApiToken | None:
-    """The login (ApiToken row) a raw bearer or session token belongs to."""
-    if not token:
-        return None
-    return db.session.scalar(select(ApiToken).where(ApiToken.token_hash == token_digest(token)))
 
 
 def subscribe(staff: Staff, token_id: int | None, endpoint: str, p256dh: str, auth: str,
@@ -102,7 +95,7 @@ def unsubscribe(staff: Staff, endpoint: str) -> bool:
 
 def forget_login(token: str | None) -> int:
     """Logging out: delete the subscriptions created under this login token; returns how many."""
-    row = token_row(token)
+    row = find_token(token)
     if row is None:
         return 0
     result = db.session.execute(delete(PushSubscription).where(PushSubscription.token_id == row.id))
