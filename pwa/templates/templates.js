@@ -57,16 +57,21 @@ function editor(lang, templates) {
   card.noValidate = true;
   card.lang = lang;
   const id = `tpl-${lang}`;
-  card.innerHTML = `
-    <label for="${id}"></label>
-    <p class="tpl-state" data-js="state"></p>
-    <textarea id="${id}" maxlength="1000" aria-describedby="${id}-error"></textarea>
-    <p class="field-error" id="${id}-error" data-js="error"></p>
-    <div class="actions">
-      <button type="submit" class="btn" data-js="save"></button>
-      <button type="button" class="btn btn-secondary" data-js="reset"></button>
-      <span class="tpl-done" data-js="done" role="status"></span>
-    </div>`;
+  // Built node by node: markup never comes from strings on these pages.
+  const el = (tag, props = {}, hook = null) => {
+    const node = Object.assign(document.createElement(tag), props);
+    if (hook) node.dataset.js = hook;
+    return node;
+  };
+  const textarea = el("textarea", { id, maxLength: 1000 });
+  textarea.setAttribute("aria-describedby", `${id}-error`);
+  const status = el("span", { className: "tpl-done" }, "done");
+  status.setAttribute("role", "status");
+  const actions = el("div", { className: "actions" });
+  actions.append(el("button", { type: "submit", className: "btn" }, "save"),
+    el("button", { type: "button", className: "btn btn-secondary" }, "reset"), status);
+  card.append(el("label", { htmlFor: id }), el("p", { className: "tpl-state" }, "state"), textarea,
+    el("p", { className: "field-error", id: `${id}-error` }, "error"), actions);
   card.querySelector("label").textContent = LANGUAGE_NAMES[lang];
   card.querySelector("[data-js=state]").textContent = stateLine(entry, inherited);
   const area = card.querySelector("textarea");

@@ -12,7 +12,7 @@ import pytest
 from server.config import REPO_ROOT
 
 PWA = REPO_ROOT / "pwa"
-SCREENS = [PWA / "dispatch", PWA / "operator"]
+SCREENS = [PWA / name for name in ("dispatch", "operator", "field", "citizen", "inspector", "templates", "analytics")]
 CATALOGS = {lang: json.loads((PWA / "shared" / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
             for lang in ("kk", "ru", "en")}
 # Keys built at run time from these prefixes and a vocabulary value.
