@@ -98,6 +98,15 @@ class Appeal(db.Model):
     flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     # Set when the assignee was warned that the SLA due time is near (so they are warned once).
     sla_warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The stored SLA state (on_time | at_risk | breached | met), set by the SLA tick and at close.
+    sla_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # When the tick first marked the appeal at risk / breached (each transition is marked once).
+    sla_at_risk_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sla_breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The due time before the first extension: extensions total at most 2 months beyond it.
+    original_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set while the appeal waits for the citizen's information: the SLA clock is stopped.
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True, nullable=True)
     request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
@@ -130,6 +139,8 @@ class AppealEvent(db.Model):
     """
 
     __tablename__ = "appeal_event"
+    # Analytics look events up by kind (timeliness, extensions, first-contact answers).
+    __table_args__ = (Index("ix_appeal_event_kind_appeal", "kind", "appeal_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     appeal_id: Mapped[int] = mapped_column(ForeignKey("appeal.id"), index=True)
