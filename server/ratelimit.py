@@ -15,6 +15,14 @@ because Redis is away.
 The client address is the socket's peer, unless ``JAUAP_PROXY_HOPS`` says how many
 trusted proxies append to ``X-Forwarded-For``: then it is the address the nearest
 untrusted hop gave (counting from the right), which a client cannot forge.
+
+Staff logins (``JAUAP_LOGIN_LIMITS``) are limited per username and per client
+address. Per username, an attempt is counted before the password is checked (so
+parallel guesses at one account are counted too) and given back when it succeeds.
+Per address, only failures are counted (and checked before trying): a whole shift
+logging in at once from the centre's one address never trips it. Appeal creation
+(``JAUAP_APPEAL_LIMITS``) is counted per staff account: every caller is a
+logged-in operator, and the operators share the centre's address.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import math
 import threading
 from dataclasses import dataclass
 
-from flask import Flask, Request, current_app
+from flask import Flask, Request, current_app, request
 
 log = logging.getLogger(__name__)
 _EXT = "jauap_ratelimit"
@@ -79,6 +87,18 @@ class MemoryCounters:
                 out.append(self._counts[key])
             return out
 
+    def get(self, keys: list[tuple[str, int, int]]) -> list[int]:
+        """The current counts."""
+        with self._lock:
+            return [self._counts.get(key, 0) for key in keys]
+
+    def decr(self, keys: list[tuple[str, int, int]]) -> None:
+        """Take one back from each counter (never below zero)."""
+        with self._lock:
+            for key in keys:
+                if self._counts.get(key, 0) > 0:
+                    self._counts[key] -= 1
+
     def reset(self) -> None:
         """Forget every counter (tests)."""
         with self._lock:
@@ -104,6 +124,18 @@ class RedisCounters:
         replies = pipe.execute()
         return [int(v) for v in replies[0::2]]
 
+    def get(self, keys: list[tuple[str, int, int]]) -> list[int]:
+        """The current counts (one round trip)."""
+        values = self.client.mget([f"{self.prefix}:{n}:{s}:{w}" for n, s, w in keys])
+        return [int(v) if v is not None else 0 for v in values]
+
+    def decr(self, keys: list[tuple[str, int, int]]) -> None:
+        """Take one back from each counter (one round trip)."""
+        pipe = self.client.pipeline(transaction=False)
+        for name, seconds, window in keys:
+            pipe.decr(f"{self.prefix}:{name}:{seconds}:{window}")
+        pipe.execute()
+
 
 class RateLimiter:
     """Counts attempts per (scope, client) against a list of limits."""
@@ -112,9 +144,13 @@ class RateLimiter:
         self.memory = MemoryCounters()
         self.redis = RedisCounters(redis_url, prefix) if redis_url else None
 
+    @staticmethod
+    def _keys(scope: str, client: str, limits: list[Limit], now: float) -> list[tuple[str, int, int]]:
+        return [(f"{scope}:{client}", lim.seconds, int(now // lim.seconds)) for lim in limits]
+
     def hit(self, scope: str, client: str, limits: list[Limit], now: float) -> int | None:
         """Count one attempt; None when it is within every limit, else seconds until the refusing window ends."""
-        keys = [(f"{scope}:{client}", lim.seconds, int(now // lim.seconds)) for lim in limits]
+        keys = self._keys(scope, client, limits, now)
         counts = None
         if self.redis is not None:
             try:
@@ -126,6 +162,32 @@ class RateLimiter:
         waits = [math.ceil((window + 1) * seconds - now)
                  for (_k, seconds, window), count, lim in zip(keys, counts, limits, strict=True) if count > lim.count]
         return max(waits) if waits else None
+
+    def peek(self, scope: str, client: str, limits: list[Limit], now: float) -> int | None:
+        """Like ``hit`` without counting: None when another attempt is allowed, else seconds to wait."""
+        keys = self._keys(scope, client, limits, now)
+        counts = None
+        if self.redis is not None:
+            try:
+                counts = self.redis.get(keys)
+            except Exception as exc:  # as in hit(): the process's own table stands in
+                log.warning("rate limit store unavailable, reading this process's counts: %s", exc)
+        if counts is None:
+            counts = self.memory.get(keys)
+        waits = [math.ceil((window + 1) * seconds - now)
+                 for (_k, seconds, window), count, lim in zip(keys, counts, limits, strict=True) if count >= lim.count]
+        return max(waits) if waits else None
+
+    def refund(self, scope: str, client: str, limits: list[Limit], now: float) -> None:
+        """Give back an attempt counted by ``hit`` at the same ``now`` (it turned out legitimate)."""
+        keys = self._keys(scope, client, limits, now)
+        if self.redis is not None:
+            try:
+                self.redis.decr(keys)
+                return
+            except Exception as exc:  # the hit fell back to memory too, most likely
+                log.warning("rate limit store unavailable, refunding in this process: %s", exc)
+        self.memory.decr(keys)
 
     def reset(self) -> None:
         """Forget the in-process counters (tests)."""
@@ -140,3 +202,60 @@ def limiter(app: Flask | None = None) -> RateLimiter:
         prefix = f"{app.config.get('JAUAP_REDIS_CHANNEL') or 'jauap'}:rl"
         found = app.extensions[_EXT] = RateLimiter(app.config.get("JAUAP_REDIS_URL"), prefix)
     return found
+
+
+class TooManyAttempts(Exception):
+    """A login or write over its limit: 429 with ``Retry-After`` (server.hardening renders it)."""
+
+    def __init__(self, code: str, retry_after: int):
+        super().__init__(code)
+        self.code = code
+        self.retry_after = max(1, int(retry_after))
+
+    @property
+    def minutes(self) -> int:
+        """The wait in whole minutes, for the message."""
+        return max(1, math.ceil(self.retry_after / 60))
+
+
+def _username_key(username: str) -> str:
+    # Case-folded like the lookup would be; bounded so a huge field cannot make a huge key.
+    return username.strip().casefold()[:150]
+
+
+def check_login(username: str, now: float) -> None:
+    """Before checking a password: TooManyAttempts when this address or ``username`` is over JAUAP_LOGIN_LIMITS.
+
+    Counts the attempt for the username; call ``login_result`` with the same ``now`` afterwards.
+    """
+    limits = parse_limits(current_app.config["JAUAP_LOGIN_LIMITS"])
+    if not limits:
+        return
+    address = client_address(request, current_app.config["JAUAP_PROXY_HOPS"])
+    rl = limiter()
+    wait = rl.peek("login-addr", address, limits, now)
+    if wait is None:
+        wait = rl.hit("login-user", _username_key(username), limits, now)
+    if wait is not None:
+        raise TooManyAttempts("login_rate_limited", wait)
+
+
+def login_result(username: str, ok: bool, now: float) -> None:
+    """After checking the password: a right one gives the username's attempt back, a wrong one counts
+    against the client address."""
+    limits = parse_limits(current_app.config["JAUAP_LOGIN_LIMITS"])
+    if not limits:
+        return
+    rl = limiter()
+    if ok:
+        rl.refund("login-user", _username_key(username), limits, now)
+    else:
+        rl.hit("login-addr", client_address(request, current_app.config["JAUAP_PROXY_HOPS"]), limits, now)
+
+
+def check_appeal(staff_id: int, now: float) -> None:
+    """Count one appeal creation by staff member ``staff_id``; TooManyAttempts past JAUAP_APPEAL_LIMITS."""
+    limits = parse_limits(current_app.config["JAUAP_APPEAL_LIMITS"])
+    wait = limiter().hit("appeal", str(staff_id), limits, now) if limits else None
+    if wait is not None:
+        raise TooManyAttempts("rate_limited", wait)
