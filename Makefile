@@ -40,6 +40,7 @@ bench: system-deps postgis venv
 	-$(BIN)/python bench/fanout.py --floor
 	-$(BIN)/python bench/outbox.py
 	-$(BIN)/python bench/push.py
+	-$(BIN)/python bench/analytics.py --reuse
 
 
 system-deps:

@@ -178,6 +178,8 @@ def start_server(args, port: int, instance: str, app_spec: str = "server:create_
         "DATABASE_URL": args.dsn,
         "JAUAP_SECRET_KEY": SECRET,
         "JAUAP_INSTANCE_PATH": instance,
+        # one bench operator posts far faster than a person: lift the per-account appeal limit
+        "JAUAP_APPEAL_LIMITS": "10000000/60",
         "FLASK_APP": "server:create_app",
         # the repository first (bench/geo.py must not shadow the geo package), then bench/ for the floor app
         "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "bench")]),

@@ -37,6 +37,7 @@ def create_app(config: Config | None = None) -> Flask:
     from server.cli import register_cli
     from server.database import configure_engine
     from server.extensions import db, migrate
+    from server.hardening import init_hardening
     from server.i18n import init_i18n
     from server.realtime import init_realtime
     from server.security import init_security
@@ -46,6 +47,7 @@ def create_app(config: Config | None = None) -> Flask:
         configure_engine(db.engine, config.spatialite_library)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     init_i18n(app)
+    init_hardening(app)  # before the policy: its cross-origin check answers before the CSRF check
     init_security(app)
     register_error_handlers(app)
     init_realtime(app)

@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 
 from geo import SectorFileError
 from server.extensions import db, socketio
-from server.models import ROLES, Appeal, Staff, Topic, Unit
+from server.models import ROLES, Appeal, AuditEntry, Staff, Topic, Unit
 from server.models.types import utcnow
 from server.services import apikeys as apikey_service
-from server.services import routing
+from server.services import audit, routing
 from server.services import sectors as sector_service
 from server.services import staff as staff_service
 from server.services.errors import ServiceError
@@ -26,6 +26,7 @@ sectors_cli = AppGroup("sectors", help="Validate and load sector files (GeoJSON)
 users_cli = AppGroup("users", help="Manage staff accounts.")
 demo_cli = AppGroup("demo", help="Demo data for the embedded default.")
 apikeys_cli = AppGroup("apikeys", help="Open311 API keys: issue, list, revoke.")
+audit_cli = AppGroup("audit", help="The hash-chained audit log.")
 
 DEMO_PASSWORD = "jauap-demo-109"  # noqa: S105 - printed on purpose: demo accounts only, refused in production
 
@@ -88,7 +89,7 @@ def users_create(username, role, password, unit_code, full_name, language) -> No
     """Create a staff account."""
     try:
         staff = staff_service.create_staff(username, role, password, unit_code=unit_code, full_name=full_name,
-                                           language=language, now=utcnow())
+                                           language=language, now=utcnow(), actor=audit.Who("system", None, "cli"))
     except ServiceError as exc:
         raise click.ClickException(f"{exc.code} ({exc.field})") from None
     db.session.commit()
@@ -123,12 +124,13 @@ def demo_staff(now) -> list[tuple[str, str, str | None]]:
 
 
 @demo_cli.command("seed")
-@click.option("--appeals", "count", default=300, show_default=True, help="Demo appeals to add.")
+@click.option("--appeals", "count", default=300, show_default=True,
+              help="Demo appeals to add; 1000 or more seed a realistic year (e.g. 42000).")
 @click.option("--top-up", is_flag=True, help="Only add what is missing to reach --appeals in total.")
 @click.option("--seed", "rng_seed", default=109, show_default=True)
 def demo_seed(count: int, top_up: bool, rng_seed: int) -> None:
     """Load the sectors if none, create demo staff of every role, and add demo appeals."""
-    from server.services.demo import seed_appeals
+    from server.services.demo import YEAR_THRESHOLD, seed_appeals, seed_year
 
     if current_app.config["JAUAP_ENV"] == "production":
         raise click.ClickException("demo data is refused in production")
@@ -142,7 +144,11 @@ def demo_seed(count: int, top_up: bool, rng_seed: int) -> None:
     existing = db.session.scalar(select(func.count(Appeal.id))) or 0
     if top_up:
         count = max(0, count - existing)
-    if count > 0:
+    if count >= YEAR_THRESHOLD:
+        # A big count is a demo year (12 months, bulk inserts); a small one, recent weeks through intake.
+        seed_year(count, now=now, rng=random.Random(rng_seed + existing),
+                  progress=lambda done, total: _progress("demo year", done, total))
+    elif count > 0:
         seed_appeals(count, now=now, rng=random.Random(rng_seed + existing),
                      progress=lambda done, total: _progress("demo appeals", done, total))
     click.echo(f"appeals in the database: {db.session.scalar(select(func.count(Appeal.id)))}; "
@@ -165,6 +171,8 @@ def serve(host: str, port: int) -> None:
     click.echo(f"  operator desk   {base}/operator/")
     click.echo(f"  field app       {base}/field/   (install it on a phone; works offline)")
     click.echo(f"  reply templates {base}/templates/")
+    click.echo(f"  inspector / QC  {base}/inspector/")
+    click.echo(f"  analytics       {base}/analytics/")
     click.echo(f"  citizen report  {base}/report")
     click.echo(f"  Open311         {base}/open311/v2/discovery.json")
     click.echo(f"  health          {base}/healthz  {base}/readyz")
@@ -226,11 +234,25 @@ def apikeys_revoke(key_id: int) -> None:
     click.echo(f"revoked key {row.id} ({row.name})")
 
 
+@audit_cli.command("verify")
+def audit_verify() -> None:
+    """Walk the audit chain; name the first broken entry and exit 1, or print the head to record elsewhere."""
+    verdict = audit.verify()
+    if not verdict.ok:
+        click.echo(f"BROKEN at entry {verdict.entry_id}: {verdict.problem} ({verdict.checked} entries fine before it)",
+                   err=True)
+        sys.exit(1)
+    head = db.session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
+    # Printing the head lets an operator notarise it: truncating the tail is only visible against such a copy.
+    click.echo(f"ok: {verdict.checked} entries; head {head[0]} {head[1]}" if head else "ok: the log is empty")
+
+
 def register_cli(app: Flask) -> None:
     """Attach the command groups to ``app``."""
     app.cli.add_command(sectors_cli)
     app.cli.add_command(users_cli)
     app.cli.add_command(demo_cli)
     app.cli.add_command(apikeys_cli)
+    app.cli.add_command(audit_cli)
     app.cli.add_command(serve)
     app.cli.add_command(worker)

@@ -84,6 +84,9 @@ class Config:
     at_risk_share: float = 0.75
     geofence_radius_m: float = 100.0
     geofence_max_accuracy_m: float = 500.0
+    # Quality control (server/services/qc.py): the share of closed appeals called back, a daily cap (0: none)
+    callback_sample_share: float = 0.1
+    callback_per_day: int = 0
     # Web Push and the outbox (notifications/webpush.py; server/services/outbox.py)
     vapid_subject: str = "mailto:jauap@localhost"
     push_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_PUSH_HOSTS))
@@ -93,6 +96,9 @@ class Config:
     outbox_max_attempts: int = 8
     # The citizen web report (server/citizen.py): limits per client address, proxies in front, feedback window
     report_limits: str = "5/600,50/86400"
+    # Staff logins (per client address and per username; failures only) and appeal creation (per account)
+    login_limits: str = "10/60,100/3600"
+    appeal_limits: str = "120/60"
     proxy_hops: int = 0
     feedback_window_days: int = 15
     # Citizen chat channels (server/channels/) and replies on the channel of origin (server/services/replies.py)
@@ -147,6 +153,8 @@ class Config:
             at_risk_share=_env_float("JAUAP_AT_RISK_SHARE", 0.75),
             geofence_radius_m=_env_float("JAUAP_GEOFENCE_RADIUS_M", 100.0),
             geofence_max_accuracy_m=_env_float("JAUAP_GEOFENCE_MAX_ACCURACY_M", 500.0),
+            callback_sample_share=_env_float("JAUAP_CALLBACK_SAMPLE_SHARE", 0.1),
+            callback_per_day=_env_int("JAUAP_CALLBACK_PER_DAY", 0),
             vapid_subject=_env("JAUAP_VAPID_SUBJECT", "mailto:jauap@localhost") or "",
             push_hosts=_env_list("JAUAP_PUSH_HOSTS", list(DEFAULT_PUSH_HOSTS)),
             push_allow_loopback=_env_bool("JAUAP_PUSH_ALLOW_LOOPBACK", False),
@@ -154,6 +162,8 @@ class Config:
             outbox_interval_s=_env_float("JAUAP_OUTBOX_INTERVAL_S", 1.5),
             outbox_max_attempts=_env_int("JAUAP_OUTBOX_MAX_ATTEMPTS", 8),
             report_limits=_env("JAUAP_REPORT_LIMITS", "5/600,50/86400") or "5/600,50/86400",
+            login_limits=_env("JAUAP_LOGIN_LIMITS", "10/60,100/3600") or "",
+            appeal_limits=_env("JAUAP_APPEAL_LIMITS", "120/60") or "",
             proxy_hops=_env_int("JAUAP_PROXY_HOPS", 0),
             feedback_window_days=_env_int("JAUAP_FEEDBACK_WINDOW_DAYS", 15),
             public_url=_env("JAUAP_PUBLIC_URL", "http://localhost:5000") or "",
@@ -209,6 +219,21 @@ class Config:
         replies_out = self.telegram_bot_token or self.whatsapp_token or self.meta_page_token or self.sms_url
         if replies_out and not self.public_url.startswith("https://"):
             problems.append("JAUAP_PUBLIC_URL must be the https:// address citizens open tracking links at")
+        from server.ratelimit import parse_limits  # here: the settings module stays free of Flask imports
+
+        if not self.login_limits.strip():
+            problems.append("JAUAP_LOGIN_LIMITS must not be empty (logins would be open to password guessing)")
+        for name, spec in (("JAUAP_LOGIN_LIMITS", self.login_limits), ("JAUAP_APPEAL_LIMITS", self.appeal_limits)):
+            try:
+                parse_limits(spec)
+            except ValueError:
+                problems.append(f"{name} must look like '10/60,100/3600' (count/seconds, comma-separated)")
+        # The CSP admits the tile host for images: over plain http the tiles could be swapped in transit.
+        if self.tile_url and not self.tile_url.startswith("https://"):
+            problems.append("JAUAP_TILE_URL must be an https:// URL")
+        # Listed origins may write with the staff's cookie (server/hardening.py): only TLS sites.
+        if any(not origin.startswith("https://") for origin in self.cors_origins if origin != "*"):
+            problems.append("JAUAP_CORS_ORIGINS must list https:// origins only")
         if problems:
             raise UnsafeConfigError("refusing to start in production: " + "; ".join(problems))
 
@@ -254,6 +279,8 @@ class Config:
             "JAUAP_AT_RISK_SHARE": self.at_risk_share,
             "JAUAP_GEOFENCE_RADIUS_M": self.geofence_radius_m,
             "JAUAP_GEOFENCE_MAX_ACCURACY_M": self.geofence_max_accuracy_m,
+            "JAUAP_CALLBACK_SAMPLE_SHARE": self.callback_sample_share,
+            "JAUAP_CALLBACK_PER_DAY": self.callback_per_day,
             "JAUAP_VAPID_SUBJECT": self.vapid_subject,
             "JAUAP_PUSH_HOSTS": self.push_hosts,
             "JAUAP_PUSH_ALLOW_LOOPBACK": self.push_allow_loopback,
@@ -261,6 +288,8 @@ class Config:
             "JAUAP_OUTBOX_INTERVAL_S": self.outbox_interval_s,
             "JAUAP_OUTBOX_MAX_ATTEMPTS": self.outbox_max_attempts,
             "JAUAP_REPORT_LIMITS": self.report_limits,
+            "JAUAP_LOGIN_LIMITS": self.login_limits,
+            "JAUAP_APPEAL_LIMITS": self.appeal_limits,
             "JAUAP_PROXY_HOPS": self.proxy_hops,
             "JAUAP_FEEDBACK_WINDOW_DAYS": self.feedback_window_days,
             "JAUAP_PUBLIC_URL": self.public_url,
@@ -288,6 +317,7 @@ class Config:
             "SESSION_COOKIE_NAME": "jauap_session",
             "REMEMBER_COOKIE_HTTPONLY": True,
             "REMEMBER_COOKIE_SECURE": self.session_cookie_secure,
+            "REMEMBER_COOKIE_SAMESITE": "Lax",
             "WTF_CSRF_CHECK_DEFAULT": False,  # checked in auth.before_request for cookie sessions only
             "WTF_CSRF_TIME_LIMIT": None,
             "WTF_CSRF_HEADERS": ["X-CSRFToken", "X-CSRF-Token"],
@@ -305,5 +335,8 @@ def TestConfig(database_url: str, instance_path: str, **extra) -> Config:  # noq
         testing=True,
         instance_path=instance_path,
         database_url=database_url,
+        # High enough that no test is throttled by accident; tests of the limits pass low ones.
+        login_limits="100000/60",
+        appeal_limits="100000/60",
         extra=extra,
     )

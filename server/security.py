@@ -15,6 +15,7 @@ from server.api.errors import error_response
 from server.extensions import csrf, login_manager
 from server.models import CENTRE_ROLES, ROLES
 from server.models.types import utcnow
+from server.services import audit
 from server.services import staff as staff_service
 
 PUBLIC = "public"
@@ -23,6 +24,8 @@ AUTHENTICATED = "authenticated"
 ALL_STAFF = frozenset(ROLES)
 APPEAL_READERS = frozenset({*CENTRE_ROLES, "admin", "unit_head", "field_staff"})
 PUSH_ROLES = frozenset({*CENTRE_ROLES, "unit_head", "field_staff"})
+# Kept in step with server.services.analytics.ANALYTICS_ROLES (a test checks).
+ANALYTICS_ROLES = frozenset({"analyst", "pr_manager", "methodologist", "qc_analyst", "inspector", "admin"})
 
 # endpoint -> PUBLIC | AUTHENTICATED | set of roles
 POLICY: dict[str, object] = {
@@ -117,6 +120,33 @@ POLICY: dict[str, object] = {
     "api.list_reply_templates": frozenset({"methodologist", "admin"}),
     "api.save_reply_template": frozenset({"methodologist", "admin"}),
     "api.reset_reply_template": frozenset({"methodologist", "admin"}),
+    # SLA regulation: admins edit the deadline policies and the calendar; the clock's actions follow
+    # server.services.lifecycle.CLOCK_ACTIONS (the service checks the role again).
+    "api.list_sla_policies": frozenset({"admin"}),
+    "api.save_sla_policy": frozenset({"admin"}),
+    "api.delete_sla_policy": frozenset({"admin"}),
+    "api.get_calendar": frozenset({"admin"}),
+    "api.set_calendar_day": frozenset({"admin"}),
+    "api.delete_calendar_day": frozenset({"admin"}),
+    "api.extend_appeal": frozenset({"unit_head", "inspector"}),
+    "api.pause_appeal": frozenset({"operator", "dispatcher", "inspector", "unit_head"}),
+    "api.resume_appeal": frozenset({"operator", "dispatcher", "inspector", "unit_head"}),
+    # The analytics dashboard: the analysis sector, the PR manager, quality control and admins. It holds no
+    # personal data; analysts' and the PR manager's places are rounded to ~100 m (services.analytics).
+    "web.analytics_page": ANALYTICS_ROLES,
+    "web.analytics_asset": PUBLIC,
+    "api.analytics_dashboard": ANALYTICS_ROLES,
+    "api.analytics_export": ANALYTICS_ROLES,
+    # Quality control (server/api/qc.py): inspectors check finished work, the QC analyst calls citizens
+    # back (and sees their phone, audited); both, and admins, read the units' quality figures.
+    "web.inspector_page": frozenset({"inspector", "qc_analyst"}),
+    "web.inspector_asset": PUBLIC,
+    "api.qc_queue": frozenset({"inspector"}),
+    "api.qc_approve": frozenset({"inspector"}),
+    "api.qc_return": frozenset({"inspector"}),
+    "api.qc_callbacks": frozenset({"qc_analyst"}),
+    "api.qc_record_callback": frozenset({"qc_analyst"}),
+    "api.qc_units": frozenset({"inspector", "qc_analyst", "admin"}),
 }
 
 # Unsafe methods that need no CSRF token: they authenticate by the credentials in the body.
@@ -196,3 +226,4 @@ def init_security(app: Flask) -> None:
         return staff_service.staff_for_token(header[7:].strip(), utcnow())
 
     app.before_request(enforce_policy)
+    audit.init_audit(app)  # contact views noted by a request are written after it

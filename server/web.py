@@ -12,8 +12,10 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import text
 
+from server.api.messages import message
 from server.extensions import db
 from server.models.types import utcnow
+from server.ratelimit import TooManyAttempts, check_login, login_result
 from server.services import push
 from server.services import staff as staff_service
 from server.services.staff import SESSION_TOKEN_KEY
@@ -60,12 +62,19 @@ def login():
     """Staff log in with a username and password (session cookie)."""
     error = None
     if request.method == "POST":
-        staff = staff_service.authenticate(request.form.get("username", "").strip(),
-                                           request.form.get("password", ""))
+        username, now = request.form.get("username", "").strip(), utcnow()
+        try:
+            check_login(username, now.timestamp())
+        except TooManyAttempts as exc:
+            page = render_template("login.html", error=message(exc.code, minutes=exc.minutes))
+            return page, 429, {"Retry-After": str(exc.retry_after)}
+        staff = staff_service.authenticate(username, request.form.get("password", ""), now=now, via="web")
+        login_result(username, staff is not None, now.timestamp())
         if staff is None:
+            db.session.commit()  # the failed attempt's audit entry
             error = _("Wrong username or password.")
         else:
-            session.clear()  # rotate: nothing from before login survives it
+            session.clear()  # rotate: nothing from before login survives it (the CSRF token neither)
             # A server-side record of this login, so logout really ends it (and its live connections).
             token, _row = staff_service.issue_token(staff, utcnow(), current_app.config["JAUAP_TOKEN_TTL_HOURS"])
             db.session.commit()
@@ -107,6 +116,30 @@ def dispatch_page():
 def operator_page():
     """The 109 operator console (static page in pwa/operator/)."""
     return send_from_directory(PWA_DIR / "operator", "index.html", max_age=0)
+
+
+@bp.get("/analytics/")
+def analytics_page():
+    """The analysts' dashboard (static page in pwa/analytics/; the figures come from the API)."""
+    return send_from_directory(PWA_DIR / "analytics", "index.html", max_age=0)
+
+
+@bp.get("/analytics/<path:filename>")
+def analytics_asset(filename: str):
+    """Static files of the analytics dashboard (no data in them)."""
+    return send_from_directory(PWA_DIR / "analytics", filename, max_age=300)
+
+
+@bp.get("/inspector/")
+def inspector_page():
+    """Quality control: the inspector's queue and the call-backs (static page in pwa/inspector/)."""
+    return send_from_directory(PWA_DIR / "inspector", "index.html", max_age=0)
+
+
+@bp.get("/inspector/<path:filename>")
+def inspector_asset(filename: str):
+    """Static files of the quality-control page (no data in them)."""
+    return send_from_directory(PWA_DIR / "inspector", filename, max_age=300)
 
 
 @bp.get("/dispatch/<path:filename>")

@@ -22,7 +22,7 @@ from sqlalchemy import text
 from server.extensions import db, socketio
 from server.models.types import utcnow
 from server.realtime import publish
-from server.services import dispatch, media_fetch, outbox, positions, push
+from server.services import clock, dispatch, media_fetch, outbox, positions, push
 
 log = logging.getLogger(__name__)
 TICK_LOCK = 109_001  # advisory lock key for the periodic pass
@@ -40,17 +40,20 @@ def tick(now: datetime) -> dict:
         db.session.rollback()
         return {"skipped": True}
     events = dispatch.escalate_unaccepted(now)
+    # SLA marks first: an at-risk mark sends the assignee's sla.warning, which warn_sla then skips.
+    sla_events = clock.sla_tick(now)
     purged = positions.purge_history(now)
     # Pushes are queued in this same transaction (a failed pass queues nothing).
     warned = push.warn_sla(now)
     queued = push.queue_for_events(events, now)
     stale = push.purge_stale_subscriptions(now)
     finished = outbox.purge_finished(now)
-    messages = publish.prepare(events)
+    messages = publish.prepare(events + sla_events)
     db.session.commit()
     publish.emit_all(messages)
     result = {"escalated": len(events), "positions_purged": purged}
-    extra = {"sla_warned": warned, "pushes_queued": queued, "subscriptions_purged": stale, "outbox_purged": finished}
+    extra = {"sla_marked": len(sla_events), "sla_warned": warned, "pushes_queued": queued,
+             "subscriptions_purged": stale, "outbox_purged": finished}
     result.update({k: v for k, v in extra.items() if v})  # only what happened, to keep the log short
     return result
 

@@ -50,6 +50,9 @@ function appealFromRow(fields, row) {
 
 function slaFor(a, known, ev) {
   if (!a.due_at) return "none";
+  // The server's stored state (the SLA tick's mark, kept while paused) wins over the local clock.
+  if (a.sla === "breached" || a.sla === "met") return a.sla;
+  if (a.sla === "at_risk" && ev.kind === "appeal.sla_at_risk") return "at_risk";
   const now = Date.now();
   const due = Date.parse(a.due_at);
   if (now >= due) return "breached";

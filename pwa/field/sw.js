@@ -18,9 +18,9 @@ const SHELL_PREFIXES = ["/field/", "/static/", "/vendor/leaflet/", "/vendor/sock
 const NOT_CACHED = new Set(["/field/sw.js", "/field/precache.json"]);
 
 const PUSH_TEXT = {
-  kk: { "appeal.assigned": "Жаңа тапсырма", "sla.warning": "Мерзім аяқталып келеді", other: "Jauap 109" },
-  ru: { "appeal.assigned": "Новое поручение", "sla.warning": "Срок скоро истекает", other: "Jauap 109" },
-  en: { "appeal.assigned": "New assignment", "sla.warning": "Deadline approaching", other: "Jauap 109" },
+  kk: { "appeal.assigned": "Жаңа тапсырма", "sla.warning": "Мерзім аяқталып келеді", "sla.breached": "Мерзім өтіп кетті", other: "Jauap 109" },
+  ru: { "appeal.assigned": "Новое поручение", "sla.warning": "Срок скоро истекает", "sla.breached": "Срок истёк", other: "Jauap 109" },
+  en: { "appeal.assigned": "New assignment", "sla.warning": "Deadline approaching", "sla.breached": "Deadline missed", other: "Jauap 109" },
 };
 const PUSH_BODY = {
   kk: "Өтініш {reg_no}",

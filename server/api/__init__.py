@@ -6,6 +6,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 from server.api import (  # noqa: E402,F401  (views register on bp)
     admin_keys,
+    analytics,
     appeals,
     auth,
     dispatch,
@@ -13,7 +14,9 @@ from server.api import (  # noqa: E402,F401  (views register on bp)
     meta,
     photos,
     push,
+    qc,
     reply_templates,
     sectors,
+    sla,
     topics,
 )

@@ -12,6 +12,7 @@ from server.api.errors import ApiError
 from server.api.outputs import MeOut, SessionOut, TokenOut
 from server.api.spec import endpoint
 from server.models.types import utcnow
+from server.ratelimit import check_login, login_result
 from server.schemas import TokenIn
 from server.services import push
 from server.services import staff as staff_service
@@ -22,8 +23,12 @@ from server.services.staff import SESSION_TOKEN_KEY
 @endpoint(body=TokenIn, responses={200: TokenOut}, tags=["auth"])
 def create_token(body: TokenIn):
     """Exchange a username and password for a bearer token."""
-    staff = staff_service.authenticate(body.username, body.password)
+    now = utcnow()
+    check_login(body.username, now.timestamp())  # 429 past JAUAP_LOGIN_LIMITS (server.hardening renders it)
+    staff = staff_service.authenticate(body.username, body.password, now=now, via="token")
+    login_result(body.username, staff is not None, now.timestamp())
     if staff is None:
+        commit()  # the failed attempt's audit entry
         raise ApiError(401, "bad_credentials")
     token, row = staff_service.issue_token(staff, utcnow(), current_app.config["JAUAP_TOKEN_TTL_HOURS"])
     commit()
@@ -46,8 +51,12 @@ def revoke_token():
 @endpoint(body=TokenIn, responses={200: SessionOut}, tags=["auth"])
 def create_session(body: TokenIn):
     """Log a browser in (the field app): a session cookie that lasts one shift of the staff member."""
-    staff = staff_service.authenticate(body.username, body.password)
+    now = utcnow()
+    check_login(body.username, now.timestamp())
+    staff = staff_service.authenticate(body.username, body.password, now=now, via="session")
+    login_result(body.username, staff is not None, now.timestamp())
     if staff is None:
+        commit()  # the failed attempt's audit entry
         raise ApiError(401, "bad_credentials")
     hours = staff_service.shift_hours(staff, current_app.config["JAUAP_TOKEN_TTL_HOURS"])
     token, row = staff_service.issue_token(staff, utcnow(), hours)

@@ -15,7 +15,7 @@ from server.models.types import utcnow
 from server.realtime.publish import event_payload
 from server.schemas import DutyIn, EventsQuery, PositionIn, ReassignIn, StaffPatch
 from server.services import appeals as appeal_service
-from server.services import dispatch, positions
+from server.services import audit, dispatch, positions
 from server.services.errors import Unprocessable
 from server.services.lifecycle import Actor
 
@@ -111,6 +111,7 @@ def list_shifts():
 def update_staff(staff_id: int, body: StaffPatch):
     """Move a person to another unit, disable them, set their shift or language (admins)."""
     target = dispatch.get_staff(staff_id)
+    before = audit.staff_snapshot(target)
     if body.unit is not None:
         unit = db.session.scalar(select(Unit).where(Unit.code == body.unit))
         if unit is None:
@@ -126,6 +127,8 @@ def update_staff(staff_id: int, body: StaffPatch):
         target.shift_code = body.shift
     if body.language is not None:
         target.language = body.language
+    db.session.flush()
+    audit.record_staff_change(target, before, viewer(), utcnow())  # permission changes are audited
     commit()
     return jsonify({"id": target.id, "unit": target.unit.code if target.unit else None, "active": target.active,
                     "shift": target.shift_code, "language": target.language})

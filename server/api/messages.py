@@ -23,6 +23,8 @@ MESSAGES = {
     "forbidden": _l("Your role is not allowed to do this."),
     "csrf_failed": _l("The form has expired or the CSRF token is missing; reload the page and try again."),
     "rate_limited": _l("Too many requests; try again later."),
+    "login_rate_limited": _l("Too many login attempts; try again in %(minutes)s min."),
+    "cross_origin": _l("Requests from another site are refused; use the page on this site."),
     "server_error": _l("Something went wrong on our side; the request was not saved. Try again."),
     "service_unavailable": _l("The service is temporarily unavailable; try again shortly."),
     "validation_failed": _l("The request has errors; see the fields."),
@@ -65,6 +67,9 @@ MESSAGES = {
     "action_not_for_type": _l("The action “%(action)s” does not apply to a %(type)s."),
     "reason_required": _l("The action “%(action)s” needs a reason."),
     "answer_required": _l("Write the answer to the citizen."),
+    "callback_not_found": _l("No such call-back."),
+    "callback_recorded": _l("The outcome of this call-back is already recorded."),
+    "satisfaction_required": _l("Say how satisfied (1-5) the citizen is."),
     "sector_required": _l("Choose a sector."),
     "unknown_sector": _l("Unknown sector “%(sector)s”."),
     "unknown_filter_value": _l("Unknown value “%(value)s”."),
@@ -130,6 +135,24 @@ MESSAGES = {
     "template_syntax": _l("The template has an unmatched { or }; write {{ and }} for literal braces."),
     "unknown_placeholder": _l("Unknown placeholder {%(name)s}; use only %(allowed)s."),
     "template_not_found": _l("This template has no saved text; the built-in one is in use."),
+    # SLA regulation: policies, calendar, the clock rules
+    "sla_amount_required": _l("Give the number of working days or hours (or choose no deadline)."),
+    "sla_policy_not_found": _l("No such SLA policy."),
+    "calendar_day_not_found": _l("This day has no calendar override."),
+    "appeal_has_no_deadline": _l("This appeal has no deadline."),
+    "extension_too_short": _l("An extension is at least one working day."),
+    "extension_after_due": _l("The deadline has already passed; it can no longer be extended."),
+    "extension_beyond_limit": _l("Extensions may total at most 2 months; the latest possible due time is "
+                                 "%(limit)s."),
+    "extension_notice_unavailable": _l("The citizen cannot be sent a message about this extension; say in "
+                                       "notice_note how they are told."),
+    "already_paused": _l("The clock of this appeal is already paused."),
+    "not_paused": _l("The clock of this appeal is not paused."),
+    # The analytics dashboard and its exports
+    "invalid_date": _l("The date is not valid; use YYYY-MM-DD."),
+    "invalid_period": _l("The period must be day, week or month."),
+    "invalid_dimension": _l("Counts can be grouped by type, topic, sector, channel or status."),
+    "invalid_view": _l("Unknown dashboard view."),
 }
 
 

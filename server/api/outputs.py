@@ -9,8 +9,10 @@ from flask_babel import get_locale
 from pydantic import BaseModel, RootModel
 
 from server.models import Appeal, AppealEvent, Attachment, Sector, Staff
+from server.models.types import utcnow
 from server.services import appeals as appeal_service
-from server.services import evidence
+from server.services import audit, evidence
+from server.services import sla as sla_service
 from server.services.intake import Similar, appeal_point
 from server.services.lifecycle import Actor, allowed_actions
 
@@ -115,6 +117,8 @@ class AppealOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     due_at: datetime | None
+    sla: str = "none"  # on_time | at_risk | breached | met | none (services.sla.display_state)
+    paused: bool = False  # the SLA clock is stopped while the appeal waits for the citizen
     answer: str | None
     citizen: CitizenOut | None
     actions: list[str]
@@ -233,6 +237,7 @@ def appeal_out(appeal: Appeal, viewer: Staff, *, with_history: bool = False, cls
     citizen = None
     if appeal.citizen is not None and appeal_service.can_see_contact(appeal, viewer):
         citizen = CitizenOut(name=appeal.citizen.name, phone=appeal.citizen.phone, language=appeal.citizen.language)
+        audit.note_contact_view(appeal.id, viewer, utcnow())  # every contact served is audited
     history = [event_out(e) for e in appeal_service.history(appeal)] if with_history else None
     photos = [photo_out(p, viewer) for p in evidence.list_photos(appeal)] if with_history else None
     return cls(
@@ -254,6 +259,8 @@ def appeal_out(appeal: Appeal, viewer: Staff, *, with_history: bool = False, cls
         created_at=appeal.created_at,
         updated_at=appeal.updated_at,
         due_at=appeal.due_at,
+        sla=sla_service.display_state(appeal, utcnow()),
+        paused=appeal.paused_at is not None,
         answer=appeal.answer_text,
         citizen=citizen,
         actions=allowed_actions(appeal, Actor.of(viewer)),

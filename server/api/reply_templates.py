@@ -15,7 +15,7 @@ from server.models.types import utcnow
 from server.schemas import Strict
 from server.services import replies
 
-Moment = Literal["registered", "assigned", "resolved", "extended", "answered"]
+Moment = Literal["registered", "assigned", "resolved", "extended", "forwarded", "answered"]
 TemplateType = Literal["*", "consultation", "incident", "proposal", "complaint", "gratitude"]
 TemplateLanguage = Literal["kk", "ru", "en"]
 
@@ -23,7 +23,7 @@ TemplateLanguage = Literal["kk", "ru", "en"]
 class TemplateKey(Strict):
     """Which template: the moment, the appeal type (``*`` for any) and the language."""
 
-    moment: Moment = Field(description="registered, assigned, resolved, extended or answered.")
+    moment: Moment = Field(description="registered, assigned, resolved, extended, forwarded or answered.")
     appeal_type: TemplateType = Field(default="*", description="An appeal type, or * for every type.")
     language: TemplateLanguage = Field(description="kk, ru or en.")
 

@@ -57,6 +57,7 @@ def event_payload(event: AppealEvent, appeal: Appeal) -> dict:
             "lon": point.x if point else None,
             "lat": point.y if point else None,
             "due_at": appeal.due_at.isoformat() if appeal.due_at else None,
+            "sla": appeal.sla_state,  # stored by the SLA tick / at close; None until then
         },
         "data": {k: v for k, v in (event.data or {}).items() if k not in ("answer",)},
     }

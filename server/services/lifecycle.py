@@ -10,6 +10,12 @@ transition appends an :class:`AppealEvent`; nothing else changes ``status``.
     answered | closed -> reopened (citizen dispute) -> assigned ...
     registered/routed/unrouted/assigned -> rejected | duplicate | forwarded
     consultation and gratitude: registered/routed/unrouted -> answered -> closed at first contact
+
+The SLA clock has actions of its own that never change ``status`` (``server.services.clock``):
+``extend`` (event ``appeal.extended``), ``pause`` / ``resume`` (``appeal.paused`` /
+``appeal.resumed``; ``Appeal.paused_at`` is the paused flag) - listed in :data:`CLOCK_ACTIONS`.
+Reaching a done status stores the SLA outcome (``met`` or ``breached``); forwarding records
+whether it kept the 3-working-day limit.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from datetime import datetime
 
 from server.extensions import db
 from server.models import Appeal, AppealEvent, Staff
+from server.models.appeal import DONE_STATUSES
+from server.services import audit, sla
 from server.services.errors import Forbidden, Unprocessable
 
 CENTRE_DESK = frozenset({"operator", "dispatcher"})
@@ -85,6 +93,14 @@ TRANSITIONS: dict[str, Transition] = {
 }
 
 
+# Clock actions (no status change) -> the roles that may take them; enforced in server.services.clock.
+CLOCK_ACTIONS: dict[str, frozenset[str]] = {
+    "extend": frozenset({"unit_head", "inspector"}),
+    "pause": frozenset({"operator", "dispatcher", "inspector", "unit_head"}),
+    "resume": frozenset({"operator", "dispatcher", "inspector", "unit_head", "system"}),
+}
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who takes a step: a staff member, the citizen, or the system."""
@@ -135,6 +151,10 @@ def record_event(
     )
     db.session.add(ev)
     db.session.flush()
+    if to_status is not None and to_status != from_status:
+        # Every status change is audited in the same transaction as its event.
+        audit.record("appeal.status", actor, now, object_type="appeal", object_id=appeal.id,
+                     data={"event_id": ev.id, "kind": kind, "from": from_status, "to": to_status})
     return ev
 
 
@@ -167,6 +187,10 @@ def transition(
     payload = dict(data or {})
     if reason:
         payload["reason"] = reason
+    if spec.target == "forwarded":
+        from server.services.clock import forward_flags  # clock builds on this module
+
+        payload.update(forward_flags(appeal, now))  # Art. 76: within 3 working days, else flagged
     previous = appeal.status
     appeal.status = spec.target
     appeal.updated_at = now
@@ -176,4 +200,7 @@ def transition(
         appeal.closed_at = now
     elif spec.target == "reopened":
         appeal.closed_at = None
+        appeal.sla_state = None  # the SLA tick judges the reopened work afresh
+    if spec.target in DONE_STATUSES and previous not in DONE_STATUSES:
+        sla.mark_done(appeal, now)  # met or breached, stored at close
     return record_event(appeal, spec.kind, actor, now, from_status=previous, to_status=spec.target, data=payload)

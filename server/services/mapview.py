@@ -15,20 +15,14 @@ from server import geosql
 from server.extensions import db
 from server.models import OPEN_STATUSES, Appeal, AppealEvent, Sector, Staff
 from server.services import appeals as appeal_service
-from server.services import routing
+from server.services import routing, sla
 
 FIELDS = ["id", "lon", "lat", "status", "type", "topic", "sector", "sla", "assignee_id", "reg_no"]
 
 
 def sla_state(created_at: datetime, due_at: datetime | None, now: datetime, at_risk_share: float) -> str:
     """``on_time``, ``at_risk`` (the given share of the time used) or ``breached``; ``none`` without a deadline."""
-    if due_at is None:
-        return "none"
-    if now >= due_at:
-        return "breached"
-    total = (due_at - created_at).total_seconds()
-    used = (now - created_at).total_seconds()
-    return "at_risk" if total > 0 and used / total >= at_risk_share else "on_time"
+    return sla.state_at(created_at, due_at, now, at_risk_share)
 
 
 def open_appeals(viewer: Staff, now: datetime, *, bbox: str | None = None, **filters) -> dict:
@@ -43,7 +37,8 @@ def open_appeals(viewer: Staff, now: datetime, *, bbox: str | None = None, **fil
         point = geosql.lonlat(appeal.location)
         rows.append([appeal.id, round(point[0], 6), round(point[1], 6), appeal.status, appeal.type,
                      appeal.topic_code, sector_codes.get(appeal.sector_id),
-                     sla_state(appeal.created_at, appeal.due_at, now, share), appeal.assignee_id, appeal.reg_no])
+                     sla.stored_or_computed(appeal.created_at, appeal.due_at, appeal.sla_state, appeal.paused_at,
+                                            now, share), appeal.assignee_id, appeal.reg_no])
     last_event = db.session.scalar(select(func.max(AppealEvent.id))) or 0
     return {"fields": FIELDS, "rows": rows, "last_event_id": last_event}
 
@@ -55,15 +50,15 @@ def sector_counters(viewer: Staff, now: datetime) -> list[dict]:
     counts: dict[str, dict] = {s.code: {"sector": s.code, "name": s.name_en, "open": 0, "unassigned": 0,
                                         "at_risk": 0, "breached": 0} for s in routing.current_sectors()}
     counts["none"] = {"sector": None, "name": "unrouted", "open": 0, "unassigned": 0, "at_risk": 0, "breached": 0}
-    query = select(Appeal.sector_id, Appeal.assignee_id, Appeal.created_at, Appeal.due_at).where(
-        Appeal.status.in_(OPEN_STATUSES), appeal_service.visibility(viewer))
-    for sector_id, assignee_id, created_at, due_at in db.session.execute(query):
+    query = select(Appeal.sector_id, Appeal.assignee_id, Appeal.created_at, Appeal.due_at, Appeal.sla_state,
+                   Appeal.paused_at).where(Appeal.status.in_(OPEN_STATUSES), appeal_service.visibility(viewer))
+    for sector_id, assignee_id, created_at, due_at, stored, paused_at in db.session.execute(query):
         row = counts.setdefault(codes.get(sector_id, "none"), {"sector": codes.get(sector_id), "name": "",
                                                               "open": 0, "unassigned": 0, "at_risk": 0,
                                                               "breached": 0})
         row["open"] += 1
         row["unassigned"] += assignee_id is None
-        state = sla_state(created_at, due_at, now, share)
+        state = sla.stored_or_computed(created_at, due_at, stored, paused_at, now, share)
         row["at_risk"] += state == "at_risk"
         row["breached"] += state == "breached"
     return list(counts.values())

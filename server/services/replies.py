@@ -45,12 +45,13 @@ from server.models import Appeal, AppealEvent, Attachment, Citizen, OutboundMess
 from server.models.catalog import APPEAL_TYPES, LANGUAGES
 from server.services.errors import NotFound, Unprocessable
 
-MOMENTS = ("registered", "assigned", "resolved", "extended", "answered")
+MOMENTS = ("registered", "assigned", "resolved", "extended", "forwarded", "answered")
 EVENT_MOMENTS = {
     "appeal.registered": "registered",
     "appeal.assigned": "assigned",
     "appeal.resolved": "resolved",
     "appeal.extended": "extended",
+    "appeal.forwarded": "forwarded",  # outside the centre's competence (Art. 76): told where it went and why
     "appeal.answered": "answered",
 }
 PLACEHOLDERS = ("reg_no", "status", "answer", "link", "due", "topic", "reason")
@@ -85,6 +86,12 @@ DEFAULTS: dict[tuple[str, str, str], str] = {
     ("extended", "*", "kk"): "{reg_no} өтінішін қарау мерзімі {due} дейін ұзартылды. Себебі: {reason}. {link}",
     ("extended", "*", "ru"): "Срок рассмотрения обращения {reg_no} продлён до {due}. Причина: {reason}. {link}",
     ("extended", "*", "en"): "The time to consider appeal {reg_no} is extended to {due}. Reason: {reason}. {link}",
+    ("forwarded", "*", "kk"): "{reg_no} өтініші орталықтың құзыретіне жатпайды және тиісті органға жіберілді. "
+                              "Себебі: {reason}. {link}",
+    ("forwarded", "*", "ru"): "Обращение {reg_no} не относится к компетенции центра и направлено в "
+                              "уполномоченный орган. Причина: {reason}. {link}",
+    ("forwarded", "*", "en"): "Appeal {reg_no} is outside the centre's competence and has been forwarded to "
+                              "the competent body. Reason: {reason}. {link}",
     ("answered", "*", "kk"): "{reg_no} өтінішіне жауап:\n{answer}\n\nМәселенің шешілгенін растаңыз немесе "
                              "15 күн ішінде жауапқа келіспейтініңізді білдіріңіз: {link}",
     ("answered", "*", "ru"): "Ответ на обращение {reg_no}:\n{answer}\n\nПодтвердите, что проблема решена, или "

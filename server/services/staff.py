@@ -11,6 +11,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from server.extensions import db
 from server.models import ROLES, UNIT_ROLES, ApiToken, Shift, Staff, Unit
+from server.services import audit
 from server.services.errors import Unprocessable
 
 # Where a browser login keeps its server-side token, inside the signed session (a key name, not a secret).
@@ -21,8 +22,8 @@ _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
 def create_staff(username: str, role: str, password: str, *, unit_code: str | None = None,
-                 full_name: str = "", language: str = "ru", now: datetime) -> Staff:
-    """Create a staff account; unit roles need a unit, centre roles must not have one."""
+                 full_name: str = "", language: str = "ru", now: datetime, actor=None) -> Staff:
+    """Create a staff account; unit roles need a unit, centre roles must not have one (audited: ``actor``)."""
     if role not in ROLES:
         raise Unprocessable("unknown_role", field="role", role=role)
     if len(password) < 8:
@@ -40,18 +41,30 @@ def create_staff(username: str, role: str, password: str, *, unit_code: str | No
                   password_hash=generate_password_hash(password), created_at=now)
     db.session.add(staff)
     db.session.flush()
+    audit.record("staff.create", actor, now, object_type="staff", object_id=staff.id,
+                 data={"username": username, "role": role, "unit": unit_code if unit else None, "active": True})
     return staff
 
 
-def authenticate(username: str, password: str) -> Staff | None:
-    """The active staff member with these credentials, or None."""
+def authenticate(username: str, password: str, *, now: datetime, via: str) -> Staff | None:
+    """The active staff member with these credentials, or None; the attempt is audited either way.
+
+    The audit entry is flushed, not committed: on failure the caller commits before answering.
+    """
     staff = db.session.scalar(select(Staff).where(Staff.username == username))
     if staff is None:
         check_password_hash(_DUMMY_HASH, password)
-        return None
-    if not check_password_hash(staff.password_hash, password) or not staff.active:
-        return None
-    return staff
+        ok, why = False, "unknown_user"
+    elif not check_password_hash(staff.password_hash, password):
+        ok, why = False, "bad_password"
+    elif not staff.active:
+        ok, why = False, "inactive"
+    else:
+        ok, why = True, None
+    actor = staff if staff is not None else audit.Who("anonymous", None, username[:64])
+    audit.record("login.success" if ok else "login.failure", actor, now, object_type="staff",
+                 object_id=staff.id if staff else None, data={"via": via, **({"why": why} if why else {})})
+    return staff if ok else None
 
 
 def _hash(token: str) -> str:

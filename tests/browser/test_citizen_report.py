@@ -153,7 +153,7 @@ def test_citizen_reports_tracks_and_disputes_and_the_dispatcher_sees_it_reopened
     assert page.text_content("[data-js=answer-text]") == "Яма заделана асфальтом."
     thumb = page.locator("[data-js=photos] img")
     thumb.wait_for()
-    page.wait_for_function("document.querySelector('[data-js=photos] img').naturalWidth > 0")
+    page.wait_for_function("() => document.querySelector('[data-js=photos] img').naturalWidth > 0")
     assert "/photos/after-photo-1/thumb" in thumb.get_attribute("src")
     page.click(".c-star:has(input[value='2'])")
     page.fill("#f-comment", "Яму засыпали песком, она снова открылась.")

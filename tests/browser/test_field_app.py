@@ -85,7 +85,7 @@ def field_login(page, url: str, username: str):
     page.click("[data-js=login-form] button[type=submit]")
     page.wait_for_selector("[data-js=app]:not([hidden])")
     # The service worker controls the page once activated (clients.claim): from then on it can open offline.
-    page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=15_000)
+    page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=15_000)
 
 
 def worker_event(context, via, origin: str, method: str, **params):
@@ -162,7 +162,7 @@ def test_offline_resolution_with_photos_reaches_the_server_once_and_the_dispatch
 
     # No signal: on site, two photos, resolved — all kept on the phone, shown at once.
     context.set_offline(True)
-    page.wait_for_function("navigator.onLine === false")
+    page.wait_for_function("() => navigator.onLine === false")
     page.click("[data-action=arrive]")
     wait_status(page, "on_site")
     taken = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -292,7 +292,7 @@ def test_geofence_reason_decline_and_an_appeal_taken_away_need_attention(live, c
     wait_status(page, "accepted")
     assert eventually(lambda: read(third)["status"] == "accepted")
     context.set_offline(True)
-    page.wait_for_function("navigator.onLine === false")
+    page.wait_for_function("() => navigator.onLine === false")
     page.click("[data-action=depart]")
     wait_status(page, "en_route")
     assert api.post(f"/api/v1/appeals/{third['id']}/reassign", json={"unit": crew["S3"], "reason": "Closer"},
@@ -458,7 +458,7 @@ def test_every_screen_fits_a_phone_in_kazakh_russian_and_english(live, crew, api
 
     # Something waiting for more than a day: the banner warns.
     context.set_offline(True)
-    page.wait_for_function("navigator.onLine === false")
+    page.wait_for_function("() => navigator.onLine === false")
     page.goto(f"{live.url}/field/#/appeal/{appeal['id']}")
     page.click("[data-action=accept]")
     page.wait_for_selector("[data-js=queue-banner][data-count='1'][data-old=false]")
@@ -612,7 +612,7 @@ def test_the_service_worker_sends_the_outbox_on_background_sync_with_the_app_clo
     page.goto(f"{live.url}/field/#/appeal/{appeal['id']}")
     page.wait_for_selector("[data-js=detail] [data-action=accept]")
     context.set_offline(True)
-    page.wait_for_function("navigator.onLine === false")
+    page.wait_for_function("() => navigator.onLine === false")
     page.click("[data-action=accept]")
     page.wait_for_selector("[data-js=queue-banner][data-count='1']")
     other = context.new_page()

@@ -34,7 +34,7 @@ def wait_shown(page, n: int, timeout=5000):
 def dispatch_ready(page):
     page.wait_for_selector("[data-js=conn][data-state=online]")
     page.wait_for_selector("[data-js=counters-body] tr[data-sector=S6]")
-    page.wait_for_function("document.querySelector('[data-js=shown-count]').textContent !== ''")
+    page.wait_for_function("() => document.querySelector('[data-js=shown-count]').textContent !== ''")
 
 
 def operator_ready(page):

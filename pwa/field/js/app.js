@@ -334,7 +334,7 @@ function onLiveEvent(ev) {
 
 function onPush(payload) {
   if (payload.kind === "appeal.assigned") alertNew();
-  if (payload.reg_no) toast(t(payload.kind === "sla.warning" ? "field.push_sla" : "field.new_assignment", { reg_no: payload.reg_no }));
+  if (payload.reg_no) toast(t(payload.kind?.startsWith("sla.") ? "field.push_sla" : "field.new_assignment", { reg_no: payload.reg_no }));
   scheduleRefresh();
 }
 
