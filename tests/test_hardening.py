@@ -216,7 +216,8 @@ def test_login_limit_per_address_and_username_with_retry_after(client, db_sessio
     for _ in range(3):
         assert client.post("/api/v1/auth/token", json={"username": op.username, "password": "wrong-one"}
                            ).status_code == 401
-    res = client.post("/api/v1/auth/token", json={"username": op.username, "password": PASSWORD})
+    res = client.post("/api/v1/auth/token", json={"username": op.username, "password": PASSWORD},
+                      headers={"Accept-Language": "en"})
     assert res.status_code == 429
     assert res.json["error"]["code"] == "login_rate_limited" and "min" in res.json["error"]["message"]
     assert 0 < int(res.headers["Retry-After"]) <= 3600
@@ -252,9 +253,14 @@ def test_login_form_limit_answers_a_page_with_retry_after(client, db_session, lo
     codes = [client.post("/login", data={"username": "nobody", "password": "x", "csrf_token": token}).status_code
              for _ in range(4)]
     assert codes == [401, 401, 401, 429]
-    res = client.post("/login", data={"username": "nobody", "password": "x", "csrf_token": token})
+    res = client.post("/login", data={"username": "nobody", "password": "x", "csrf_token": token},
+                      headers={"Accept-Language": "en"})
     assert res.status_code == 429 and int(res.headers["Retry-After"]) > 0
     assert "Too many login attempts" in res.get_data(as_text=True)
+    # ...and in the reader's language.
+    res = client.post("/login", data={"username": "nobody", "password": "x", "csrf_token": token},
+                      headers={"Accept-Language": "kk"})
+    assert res.status_code == 429 and "Too many login attempts" not in res.get_data(as_text=True)
 
 
 def test_login_limit_keys_on_the_proxied_address(client, app, db_session, low_limits, monkeypatch):
