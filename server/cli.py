@@ -245,6 +245,14 @@ def audit_verify() -> None:
     head = db.session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
     # Printing the head lets an operator notarise it: truncating the tail is only visible against such a copy.
     click.echo(f"ok: {verdict.checked} entries; head {head[0]} {head[1]}" if head else "ok: the log is empty")
+    # Recorded but not yet chained (the worker seals them within seconds; `flask audit seal` by hand).
+    click.echo(f"pending: {audit.pending_count()} entries not yet chained")
+
+
+@audit_cli.command("seal")
+def audit_seal() -> None:
+    """Chain every pending audit entry now (the worker does it every few seconds)."""
+    click.echo(f"sealed: {audit.seal_all()} entries")
 
 
 def register_cli(app: Flask) -> None:

@@ -5,6 +5,8 @@ transaction-level advisory lock, so with several workers only one runs a given
 pass; the others skip it. ``deliver_once`` sends due outbox rows (Web Push) every
 JAUAP_OUTBOX_INTERVAL_S seconds in its own loop, so a slow push service never delays
 the pass; several workers may deliver at once (rows are claimed with SKIP LOCKED).
+The same loop chains the audit entries that requests recorded (``seal_audit``,
+``services.audit.seal_pending``), so they join the chain within seconds.
 The embedded default runs both loops inside the web process (``flask serve``);
 production runs ``flask worker`` processes.
 """
@@ -22,7 +24,7 @@ from sqlalchemy import text
 from server.extensions import db, socketio
 from server.models.types import utcnow
 from server.realtime import publish
-from server.services import clock, dispatch, media_fetch, outbox, positions, push
+from server.services import audit, clock, dispatch, media_fetch, outbox, positions, push
 
 log = logging.getLogger(__name__)
 TICK_LOCK = 109_001  # advisory lock key for the periodic pass
@@ -83,12 +85,32 @@ def fetch_media(app: Flask) -> dict:
             return {"claimed": 0, "error": True}
 
 
+def seal_audit(app: Flask) -> int:
+    """Chain one batch of pending audit entries (never raises); returns how many were sealed.
+
+    A sealer that finds another at work (PostgreSQL's chain lock taken) skips this round.
+    """
+    with app.app_context():
+        try:
+            return audit.seal_pending(wait=False)
+        except Exception:
+            db.session.rollback()
+            log.exception("audit sealing failed")
+            return 0
+        finally:
+            db.session.remove()
+
+
 def deliver_forever(app: Flask, interval_s: float | None = None, stop: threading.Event | None = None) -> None:
-    """Deliver due outbox rows every ``interval_s`` (JAUAP_OUTBOX_INTERVAL_S), at once again after a full batch."""
+    """Deliver due outbox rows and seal pending audit entries every ``interval_s`` (JAUAP_OUTBOX_INTERVAL_S).
+
+    At once again after a full batch of either.
+    """
     interval = app.config.get("JAUAP_OUTBOX_INTERVAL_S", 1.5) if interval_s is None else interval_s
     while stop is None or not stop.is_set():
         result = deliver_once(app)
-        if result.get("claimed", 0) >= outbox.BATCH:
+        sealed = seal_audit(app)
+        if result.get("claimed", 0) >= outbox.BATCH or sealed >= audit.SEAL_BATCH:
             continue  # a backlog: keep going
         if stop is not None:
             stop.wait(interval)
@@ -107,7 +129,7 @@ def run_forever(app: Flask, interval_s: float = 30.0, iterations: int | None = N
     """Run ``tick`` every ``interval_s`` seconds and the outbox loop beside it.
 
     ``iterations`` bounds the passes (tests, ``flask worker --once``); then the outbox is
-    delivered once after each pass instead of in its own loop.
+    delivered (and the audit sealed) once after each pass instead of in its own loop.
     """
     if iterations is None:
         start_outbox_thread(app)
@@ -125,6 +147,7 @@ def run_forever(app: Flask, interval_s: float = 30.0, iterations: int | None = N
                 db.session.remove()
         if iterations is not None:
             deliver_once(app)
+            seal_audit(app)
         done += 1
         if iterations is None or done < iterations:
             socketio.sleep(interval_s)

@@ -1,7 +1,7 @@
 """All models, imported here so Alembic and the app see one metadata."""
 
 from server.models.appeal import OPEN_STATUSES, STATUSES, Appeal, AppealEvent, AppendOnlyError, RegCounter
-from server.models.audit import AuditEntry
+from server.models.audit import AuditEntry, AuditPending
 from server.models.catalog import APPEAL_TYPES, CHANNELS, LANGUAGES, URGENCIES, Topic
 from server.models.channels import ApiKey, Conversation, Feedback, InboundUpdate, MediaFetch, ReplyTemplate
 from server.models.citizen import Citizen
@@ -33,6 +33,7 @@ __all__ = [
     "AppendOnlyError",
     "Attachment",
     "AuditEntry",
+    "AuditPending",
     "CalendarOverride",
     "CallbackSample",
     "Citizen",

@@ -6,6 +6,11 @@ swapping or inserting an entry breaks the chain at that point
 (``flask audit verify``). Ids are consecutive and assigned by the service under a
 lock, so a missing id is a deleted entry. On PostgreSQL triggers refuse UPDATE,
 DELETE and TRUNCATE (migration 0006); the ORM refuses them everywhere.
+
+Entries are written first to ``audit_pending``, a queue, by the acting transaction
+(a plain INSERT, no lock); ``services.audit.seal_pending`` (run by the worker every
+few seconds, or ``flask audit seal``) moves them into the chain in their id order. Triggers
+(migration 0009) refuse to update a queued entry, or to delete one the chain does not yet hold.
 """
 
 from __future__ import annotations
@@ -40,6 +45,22 @@ class AuditEntry(db.Model):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditPending(db.Model):
+    """An audited act recorded by its transaction, not yet chained (deleted once it is in ``audit_entry``)."""
+
+    __tablename__ = "audit_pending"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # the chaining order
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(48))
+    object_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    object_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
 @event.listens_for(AuditEntry, "before_update")

@@ -6,14 +6,22 @@ plus ``prev_hash`` (:func:`entry_hash`). Ids are consecutive (head + 1), so
 :func:`verify` can tell an edited entry (its hash no longer matches), a deleted one
 (an id is missing), swapped or inserted ones (a ``prev_hash`` or hash mismatch).
 
-Appends are serialised so two transactions never chain onto the same head: on
-PostgreSQL a transaction-level advisory lock is taken before the head is read (and
-held to commit); SQLite transactions already start with ``BEGIN IMMEDIATE``
-(server/database.py), which admits one writer at a time.
+Entries are written in two steps, so that building the chain never sits on a request's
+path. :func:`record` adds an ``audit_pending`` row to the caller's session: a plain
+INSERT that commits (or rolls back, savepoints included) with the act it records, and
+takes no lock, so writers never wait on each other for the audit. :func:`seal_pending`,
+run by the worker every outbox interval (``server/worker.py``; ``flask audit seal`` by
+hand), then moves the committed pending rows into ``audit_entry`` in their id order, in
+one transaction of its own: it takes the chain lock, reads the head, numbers and hashes
+the rows, inserts them and deletes them from the queue. On PostgreSQL the lock is a
+transaction-level advisory lock (released by the commit), so two sealers never chain
+onto the same head; SQLite transactions already start with ``BEGIN IMMEDIATE``
+(server/database.py), which admits one writer at a time. The chain's order is the
+sealing order, which may differ slightly from the commit order of the acts.
 
 Contact views are noted during a request (:func:`note_contact_view`) and written
 by an ``after_request`` hook that commits them, so contact data never leaves the
-server without its entry (a failed commit turns the response into a 500).
+server without its (pending) entry (a failed commit turns the response into a 500).
 """
 
 from __future__ import annotations
@@ -22,15 +30,19 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 from flask import Flask, g, has_request_context
-from sqlalchemy import select, text
+from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy.orm import Session
 
 from server.extensions import db
-from server.models.audit import GENESIS_HASH, AuditEntry
+from server.models.audit import GENESIS_HASH, AuditEntry, AuditPending
 
 # pg_advisory_xact_lock key for the chain head (an arbitrary constant: "AUDIT" in ASCII).
 CHAIN_LOCK_KEY = 0x4155444954
+# Pending rows chained per seal_pending transaction.
+SEAL_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -80,45 +92,97 @@ def entry_hash(entry) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def _lock_chain() -> None:
-    """Serialise appends until this transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE already does)."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+def record_many(items: list[dict], now: datetime) -> list[AuditPending]:
+    """Record several entries (dicts of :func:`record`'s arguments), in order, in the caller's transaction.
 
-
-def _head() -> tuple[int, str]:
-    row = db.session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
-    return (row[0], row[1]) if row else (0, GENESIS_HASH)
-
-
-def record_many(items: list[dict], now: datetime) -> list[AuditEntry]:
-    """Append several entries (dicts of :func:`record`'s arguments) in order, reading the head once."""
-    if not items:
-        return []
-    _lock_chain()
-    last_id, last_hash = _head()
+    They are ``audit_pending`` rows until :func:`seal_pending` chains them; a rollback drops them.
+    """
+    session = db.session()
     out = []
     for item in items:
         actor = who(item.get("actor"))
         # Round-trip the data through JSON now, so the hashed value is exactly what the column gives back.
         data = json.loads(canonical(item.get("data") or {}))
         object_id = item.get("object_id")
-        entry = AuditEntry(id=last_id + 1, at=now, actor_kind=actor.kind, actor_id=actor.staff_id,
+        row = AuditPending(at=now, actor_kind=actor.kind, actor_id=actor.staff_id,
                            actor_name=(actor.name or None) and actor.name[:64], action=item["action"],
                            object_type=item.get("object_type"),
-                           object_id=None if object_id is None else str(object_id), data=data,
-                           prev_hash=last_hash)
-        entry.hash = entry_hash(entry)
-        db.session.add(entry)
-        out.append(entry)
-        last_id, last_hash = entry.id, entry.hash
-    db.session.flush()
+                           object_id=None if object_id is None else str(object_id), data=data)
+        session.add(row)
+        out.append(row)
     return out
 
 
+def _lock_chain(session: Session, wait: bool) -> bool:
+    """Take the chain lock until this transaction ends (PostgreSQL; SQLite's BEGIN IMMEDIATE already does)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    if wait:
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY})
+        return True
+    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": CHAIN_LOCK_KEY}).scalar())
+
+
+def _head(session: Session) -> tuple[int, str]:
+    row = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
+    return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+
+def seal_pending(limit: int = SEAL_BATCH, *, wait: bool = True) -> int:
+    """Chain up to ``limit`` committed pending entries, oldest id first; returns how many were sealed.
+
+    One transaction of its own on ``db.session`` (it commits; call it with no unit of work
+    open): take the chain lock, read the head, give the pending rows ids head + 1, ...
+    with their ``prev_hash`` and ``hash``, insert them into ``audit_entry``, delete them
+    from ``audit_pending``, commit. With ``wait=False`` a sealer that finds the lock taken
+    (PostgreSQL: another sealer is at work) seals nothing and returns 0.
+    """
+    session = db.session()
+    try:
+        if not _lock_chain(session, wait):
+            session.rollback()
+            return 0
+        pending = AuditPending.__table__
+        rows = list(session.execute(select(*pending.c).order_by(pending.c.id).limit(limit)))
+        if not rows:
+            session.commit()
+            return 0
+        last_id, last_hash = _head(session)
+        values = []
+        for row in rows:
+            entry = SimpleNamespace(id=last_id + 1, at=row.at, actor_kind=row.actor_kind, actor_id=row.actor_id,
+                                    actor_name=row.actor_name, action=row.action, object_type=row.object_type,
+                                    object_id=row.object_id, data=row.data or {}, prev_hash=last_hash)
+            entry.hash = entry_hash(entry)
+            values.append(vars(entry))
+            last_id, last_hash = entry.id, entry.hash
+        session.execute(insert(AuditEntry.__table__), values)
+        session.execute(delete(pending).where(pending.c.id.in_([row.id for row in rows])))
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return len(rows)
+
+
+def seal_all(*, wait: bool = True) -> int:
+    """Seal batch after batch until one comes back short (the queue is empty); returns the total."""
+    total = 0
+    while True:
+        sealed = seal_pending(wait=wait)
+        total += sealed
+        if sealed < SEAL_BATCH:
+            return total
+
+
+def pending_count() -> int:
+    """How many committed entries wait in ``audit_pending`` to be chained."""
+    return db.session.scalar(select(func.count()).select_from(AuditPending)) or 0
+
+
 def record(action: str, actor, now: datetime, *, object_type: str | None = None, object_id=None,
-           data: dict | None = None) -> AuditEntry:
-    """Append one entry to the chain (flushed, not committed: it shares the caller's transaction)."""
+           data: dict | None = None) -> AuditPending:
+    """Record one entry in the caller's transaction (a pending row, chained later by :func:`seal_pending`)."""
     return record_many([{"action": action, "actor": actor, "object_type": object_type, "object_id": object_id,
                          "data": data}], now)[0]
 
@@ -130,7 +194,7 @@ def staff_snapshot(staff) -> dict:
     return {"role": staff.role, "unit_id": staff.unit_id, "active": bool(staff.active), "shift": staff.shift_code}
 
 
-def record_staff_change(staff, before: dict, actor, now: datetime) -> AuditEntry | None:
+def record_staff_change(staff, before: dict, actor, now: datetime) -> AuditPending | None:
     """Audit the fields of ``staff`` that differ from ``before`` (nothing changed: no entry)."""
     after = staff_snapshot(staff)
     changes = {k: [before[k], after[k]] for k in after if before.get(k) != after[k]}
