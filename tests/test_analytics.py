@@ -236,3 +236,14 @@ def test_demo_year_distributions_and_state_machine(db_session):
     # office hours are busier than the night (the line is open 24/7, though)
     hours = [(a.created_at + LOCAL).hour for a in db.session.scalars(select(Appeal))]
     assert sum(9 <= h < 13 for h in hours) > 5 * sum(1 <= h < 5 for h in hours) > 0
+    # A disputed appeal was reopened as services.sla.reopen_cycle does it: a fresh term from the reopening,
+    # the first cycle's due time and outcome kept in the event.
+    reopens = list(db.session.scalars(select(AppealEvent).where(AppealEvent.kind == "appeal.reopened")))
+    assert reopens
+    for event in reopens:
+        appeal = db.session.get(Appeal, event.appeal_id)
+        assert {"previous_due_at", "previous_sla_state", "due_at"} <= set(event.data), event.data
+        if appeal.due_at is not None:
+            assert appeal.due_at > event.created_at
+            assert event.data["due_at"] == appeal.due_at.isoformat()
+            assert event.data["previous_sla_state"] in ("met", "breached")

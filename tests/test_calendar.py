@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
-
-import pytest
 
 from server.extensions import db
 from server.services import calendar
 from server.services.calendar import add_working_days, add_working_seconds, is_working_day, working_seconds_between
-
-ALMATY = ZoneInfo("Asia/Almaty")
-
-
-def local(y, m, d, hh=10, mm=0):
-    return datetime(y, m, d, hh, mm, tzinfo=ALMATY).astimezone(UTC)
-
-
-def end_of(y, m, d):
-    return datetime(y, m, d, 18, 0, tzinfo=ALMATY).astimezone(UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_cache(app):
-    """Overrides are cached per app: drop the cache around each test (tests roll their rows back)."""
-    with app.app_context():
-        calendar.invalidate()
-    yield
-    with app.app_context():
-        calendar.invalidate()
+from tests.appeal_factory import (
+    ALMATY,
+    end_of,
+    fresh_caches,  # noqa: F401 (autouse fixture)
+    local,
+)
 
 
 def test_almaty_is_utc_plus_5():

@@ -2,56 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from server.extensions import db
 from server.models import OutboundMessage
-from server.schemas import AppealIn
-from server.services import calendar, clock, replies, sla
+from server.services import clock, replies
 from server.services.errors import Forbidden, Unprocessable
-from server.services.intake import register_appeal
 from server.services.lifecycle import Actor, transition
+from tests.appeal_factory import (
+    INSP,
+    OP,
+    T0,
+    end_of,
+    fresh_caches,  # noqa: F401 (autouse fixture)
+    local,
+    new_appeal,
+)
 from tests.conftest import appeal_body
 
-ALMATY = ZoneInfo("Asia/Almaty")
-OP = Actor("staff", "operator")
-INSP = Actor("staff", "inspector")
 HEAD = Actor("staff", "unit_head")
 FIELD = Actor("staff", "field_staff")
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=ALMATY).astimezone(UTC)  # Monday 2 March 2026, 10:00 local
-
-
-def local(y, m, d, hh=10, mm=0):
-    return datetime(y, m, d, hh, mm, tzinfo=ALMATY).astimezone(UTC)
-
-
-def end_of(y, m, d):
-    return datetime(y, m, d, 18, 0, tzinfo=ALMATY).astimezone(UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches(app):
-    with app.app_context():
-        sla.invalidate()
-        calendar.invalidate()
-    yield
-    with app.app_context():
-        sla.invalidate()
-        calendar.invalidate()
 
 
 @pytest.fixture
 def sms(app, monkeypatch):
     """An SMS gateway is configured: phone callers get replies (rows are only queued here)."""
     monkeypatch.setitem(app.config, "JAUAP_SMS_URL", "https://sms.example/send")
-
-
-def new_appeal(now=T0, **overrides):
-    return register_appeal(AppealIn(**appeal_body(**overrides)), actor=OP, now=now).appeal
 
 
 def sms_rows(appeal):
@@ -218,3 +197,21 @@ def test_an_extension_rearms_the_at_risk_mark_for_the_new_due_time(db_session, s
     assert clock.sla_tick(local(2026, 3, 6)) == []
     [again] = clock.sla_tick(appeal.due_at - timedelta(hours=1))
     assert again.kind == "appeal.sla_at_risk"
+
+
+# --- after a reopening --------------------------------------------------------------------------
+
+
+def test_an_extension_after_a_reopening_works_from_the_new_term(db_session, sms):
+    appeal = new_appeal(type="consultation")
+    transition(appeal, "answer_first_contact", OP, end_of(2026, 3, 27) + timedelta(hours=1))  # late
+    transition(appeal, "close", OP, end_of(2026, 3, 27) + timedelta(hours=2))
+    assert appeal.sla_state == "breached"
+    transition(appeal, "reopen", INSP, local(2026, 6, 1), reason="The answer missed the question")
+    assert appeal.due_at == end_of(2026, 6, 22) and appeal.original_due_at is None
+    assert clock.extension_limit(appeal) == end_of(2026, 8, 22)
+    event = clock.extend(appeal, HEAD, 5, "The archive must be searched", local(2026, 6, 10))
+    # 5 working days after Monday 22 June: 23-26, 29 June; the limit counts from the new term.
+    assert appeal.due_at == end_of(2026, 6, 29) and appeal.original_due_at == end_of(2026, 6, 22)
+    assert event.data["previous_due_at"] == end_of(2026, 6, 22).isoformat()
+    assert event.data["limit"] == end_of(2026, 8, 22).isoformat()

@@ -2,46 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from server.extensions import db
 from server.models import AppealEvent, OutboundMessage, PushSubscription, SlaPolicy
-from server.schemas import AppealIn
 from server.services import calendar, clock, mapview, sla
-from server.services.intake import register_appeal
-from server.services.lifecycle import SYSTEM, Actor, transition
+from server.services.lifecycle import CITIZEN, SYSTEM, Actor, transition
 from server.services.staff import issue_token
-from tests.conftest import appeal_body, make_staff
-
-ALMATY = ZoneInfo("Asia/Almaty")
-OP = Actor("staff", "operator")
-INSP = Actor("staff", "inspector")
-# Monday 2 March 2026, 10:00 in Turkestan.
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=ALMATY).astimezone(UTC)
-
-
-def end_of(y, m, d):
-    return datetime(y, m, d, 18, 0, tzinfo=ALMATY).astimezone(UTC)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches(app):
-    """Policies and overrides are cached per app: drop them around each test (tests roll their rows back)."""
-    with app.app_context():
-        sla.invalidate()
-        calendar.invalidate()
-    yield
-    with app.app_context():
-        sla.invalidate()
-        calendar.invalidate()
-
-
-def new_appeal(now=T0, **overrides):
-    return register_appeal(AppealIn(**appeal_body(**overrides)), actor=OP, now=now).appeal
+from tests.appeal_factory import (
+    INSP,
+    OP,
+    T0,
+    end_of,
+    fresh_caches,  # noqa: F401 (autouse fixture)
+    local,
+    new_appeal,
+)
+from tests.conftest import make_staff
 
 
 def events_of(appeal, kind):
@@ -218,3 +197,96 @@ def test_the_worker_tick_publishes_and_a_second_tick_adds_nothing(committed_app)
         assert kinds == ["appeal.sla_breached"]
         assert SYSTEM.kind == "system"
         assert db.session.scalar(select(func.count()).select_from(SlaPolicy)) >= 8
+
+
+# --- reopening: a fresh term ----------------------------------------------------------------------
+
+REOPEN_AT = local(2026, 6, 1)  # Monday 1 June 2026, long after the first term (due Friday 27 March)
+
+
+def answered_late_and_closed(**overrides):
+    """A consultation answered after its due time (stored ``breached``) and closed."""
+    appeal = new_appeal(type="consultation", **overrides)
+    transition(appeal, "answer_first_contact", OP, end_of(2026, 3, 27) + timedelta(hours=1))
+    transition(appeal, "close", OP, end_of(2026, 3, 27) + timedelta(hours=2))
+    assert appeal.sla_state == "breached" and appeal.sla_breached_at is not None
+    return appeal
+
+
+def test_a_reopened_appeal_gets_a_fresh_term_from_the_reopening(db_session):
+    appeal = answered_late_and_closed()
+    first_due = appeal.due_at
+    assert first_due == end_of(2026, 3, 27)
+    appeal.sla_warned_at = appeal.sla_at_risk_at = end_of(2026, 3, 26)  # marks of the first cycle
+    event = transition(appeal, "reopen", INSP, REOPEN_AT, reason="The citizen says nothing was explained")
+    # 15 working days counted from the day after the reopening: 2-5, 8-12, 15-19, 22 June.
+    assert appeal.due_at == end_of(2026, 6, 22)
+    assert appeal.due_at == sla.due_at("consultation", appeal.topic_code, appeal.urgency, REOPEN_AT)
+    assert (appeal.sla_state, appeal.sla_warned_at, appeal.sla_at_risk_at, appeal.sla_breached_at,
+            appeal.paused_at) == (None, None, None, None, None)
+    # The previous cycle's outcome stays on record in the (append-only) event.
+    assert event.data["previous_due_at"] == first_due.isoformat()
+    assert event.data["previous_sla_state"] == "breached"
+    assert event.data["due_at"] == end_of(2026, 6, 22).isoformat()
+    assert sla.display_state(appeal, REOPEN_AT + timedelta(hours=1)) == "on_time"
+    # The at-risk share is measured from the reopening, not from the registration in March.
+    assert sla.cycle_start(appeal) == REOPEN_AT
+    assert sla.display_state(appeal, local(2026, 6, 2)) == "on_time"
+    assert sla.display_state(appeal, local(2026, 6, 18)) == "at_risk"
+    # The dispatcher map and its counters agree (a term counted from March would be at risk by now).
+    viewer = make_staff("dispatcher")
+    board = mapview.open_appeals(viewer, local(2026, 6, 2))
+    [row] = [r for r in board["rows"] if r[0] == appeal.id]
+    assert row[board["fields"].index("sla")] == "on_time"
+    counters = mapview.sector_counters(viewer, local(2026, 6, 2))
+    assert sum(c["at_risk"] + c["breached"] for c in counters) == 0
+    counters = mapview.sector_counters(viewer, local(2026, 6, 18))
+    assert sum(c["at_risk"] for c in counters) == 1
+
+
+def test_a_reopened_gratitude_still_has_no_deadline(db_session):
+    appeal = new_appeal(type="gratitude", description="Thank you for the new lights!")
+    transition(appeal, "answer_first_contact", OP, T0 + timedelta(minutes=5))
+    transition(appeal, "close", OP, T0 + timedelta(minutes=6))
+    event = transition(appeal, "reopen", CITIZEN, REOPEN_AT, reason="Please pass it to the unit too")
+    assert appeal.due_at is None and appeal.sla_state is None
+    assert event.data["previous_due_at"] is None and event.data["previous_sla_state"] is None
+    assert sla.display_state(appeal, REOPEN_AT + timedelta(days=90)) == "none"
+    assert clock.sla_tick(REOPEN_AT + timedelta(days=90)) == []
+
+
+def test_the_tick_does_not_escalate_a_freshly_reopened_appeal(db_session):
+    appeal = new_appeal(type="incident", urgency="emergency")  # due T0 + 4 h
+    dispatcher = make_staff("dispatcher")
+    [first] = clock.sla_tick(T0 + timedelta(hours=5))
+    assert first.kind == "appeal.sla_breached" and dispatcher.id in first.data["notify"]
+    field, insp, disp = Actor("staff", "field_staff"), INSP, Actor("staff", "dispatcher")
+    for action, actor in [("assign", disp), ("accept", field), ("arrive", field), ("resolve", field),
+                          ("verify", insp), ("answer", insp)]:
+        transition(appeal, action, actor, T0 + timedelta(hours=6))
+    assert appeal.sla_state == "breached"
+    event = transition(appeal, "reopen", CITIZEN, REOPEN_AT, reason="The hole is still there")
+    assert event.data["previous_sla_state"] == "breached"
+    assert appeal.due_at == REOPEN_AT + timedelta(hours=4)
+    assert clock.sla_tick(REOPEN_AT + timedelta(minutes=1)) == []  # no instant breach, no escalation
+    assert clock.sla_tick(REOPEN_AT + timedelta(hours=2)) == []  # half of the new term: still on time
+    [risk] = clock.sla_tick(REOPEN_AT + timedelta(hours=3))  # 3 of 4 hours since the reopening
+    assert risk.kind == "appeal.sla_at_risk" and appeal.sla_state == "at_risk"
+    [breach] = clock.sla_tick(REOPEN_AT + timedelta(hours=4))
+    assert breach.kind == "appeal.sla_breached" and breach.data["due_at"] == appeal.due_at.isoformat()
+    assert len(events_of(appeal, "appeal.sla_breached")) == 2  # one per cycle
+
+
+def test_compliance_counts_the_latest_cycle_of_a_reopened_appeal(db_session):
+    from server.services.analytics import Filters, timeliness
+
+    appeal = answered_late_and_closed()
+    assert timeliness(Filters())["on_time"] == 0  # the first answer came after the first term
+    transition(appeal, "reopen", CITIZEN, REOPEN_AT, reason="The answer missed the question")
+    for action, actor in [("assign", Actor("staff", "dispatcher")), ("accept", Actor("staff", "field_staff")),
+                          ("arrive", Actor("staff", "field_staff")), ("resolve", Actor("staff", "field_staff")),
+                          ("verify", INSP), ("answer", INSP), ("close", SYSTEM)]:
+        transition(appeal, action, actor, local(2026, 6, 10))
+    assert appeal.sla_state == "met"  # answered within the new term
+    figures = timeliness(Filters())
+    assert (figures["closed"], figures["on_time"], figures["compliance"]) == (1, 1, 1.0)

@@ -11,23 +11,20 @@ sees an edit made elsewhere within that time.
 
 from __future__ import annotations
 
-import time as _time
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import holidays
-from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from server.extensions import db
 from server.models import CalendarOverride, Staff
-from server.services.errors import NotFound
+from server.services.cache import AppCache
 
 TZ = ZoneInfo("Asia/Almaty")
 WORKDAY_END = time(18, 0)
 CACHE_TTL_S = 60.0
-_CACHE_KEY = "jauap_calendar_overrides"
 
 
 @lru_cache(maxsize=32)
@@ -35,22 +32,21 @@ def _kz_holidays(year: int) -> frozenset[date]:
     return frozenset(holidays.country_holidays("KZ", years=year).keys())
 
 
+def _load_overrides() -> dict[date, str]:
+    return {row.day: row.kind for row in db.session.scalars(select(CalendarOverride))}
+
+
+_overrides = AppCache("jauap_calendar_overrides", _load_overrides, CACHE_TTL_S, outside=dict)
+
+
 def overrides() -> dict[date, str]:
     """The override table as ``{day: "working" | "day_off"}`` (cached; empty outside an app context)."""
-    if not has_app_context():
-        return {}
-    cached = current_app.extensions.get(_CACHE_KEY)
-    if cached is not None and _time.monotonic() - cached[0] < CACHE_TTL_S:
-        return cached[1]
-    table = {row.day: row.kind for row in db.session.scalars(select(CalendarOverride))}
-    current_app.extensions[_CACHE_KEY] = (_time.monotonic(), table)
-    return table
+    return _overrides.get()
 
 
 def invalidate() -> None:
     """Drop the cached overrides (called after every edit)."""
-    if has_app_context():
-        current_app.extensions.pop(_CACHE_KEY, None)
+    _overrides.invalidate()
 
 
 def is_working_day(day: date) -> bool:
@@ -132,21 +128,12 @@ def set_override(day: date, kind: str, note: str, staff: Staff | None, now: date
         row = CalendarOverride(day=day)
         db.session.add(row)
     row.kind, row.note = kind, note or ""
-    row.updated_by_id = staff.id if staff is not None else None
-    row.updated_at = now
-    db.session.flush()
-    invalidate()
-    return row
+    return _overrides.saved(row, staff, now)
 
 
 def delete_override(day: date) -> None:
     """Remove the override of ``day`` (NotFound when there is none)."""
-    row = db.session.get(CalendarOverride, day)
-    if row is None:
-        raise NotFound("calendar_day_not_found")
-    db.session.delete(row)
-    db.session.flush()
-    invalidate()
+    _overrides.delete_row(CalendarOverride, day, "calendar_day_not_found")
 
 
 def public_holidays(year: int) -> list[tuple[date, str]]:

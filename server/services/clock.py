@@ -189,13 +189,13 @@ def sla_tick(now: datetime, limit: int = 1000) -> list[AppealEvent]:
     """
     share = sla.at_risk_share()
     rows = db.session.execute(
-        select(Appeal.id, Appeal.created_at, Appeal.due_at, Appeal.sla_at_risk_at)
+        select(Appeal.id, sla.cycle_start_column(), Appeal.due_at, Appeal.sla_at_risk_at)
         .where(Appeal.status.in_(OPEN_STATUSES), Appeal.due_at.is_not(None), Appeal.paused_at.is_(None),
                Appeal.sla_breached_at.is_(None))
         .order_by(Appeal.due_at, Appeal.id)).all()
     todo = []
-    for appeal_id, created_at, due, at_risk_at in rows:
-        state = sla.state_at(created_at, due, now, share)
+    for appeal_id, start, due, at_risk_at in rows:
+        state = sla.state_at(start, due, now, share)  # measured from the last reopening, if any
         if state == "breached" or (state == "at_risk" and at_risk_at is None):
             todo.append((appeal_id, state))
         if len(todo) >= limit:

@@ -8,6 +8,7 @@ import random
 import secrets
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 
 from flask import current_app
 from geoalchemy2.shape import to_shape
@@ -249,7 +250,7 @@ def seed_year(count: int, *, now: datetime, rng: random.Random,
             else:
                 routed_by, method = "auto", matches.methods[i]
             life, extra = _plan_life(rng, appeal_type, urgency, created, due, now, crew, unit_of[code], routed_by,
-                                     add_working_days)
+                                     add_working_days, partial(sla.due_at, appeal_type, plan["topic"], urgency))
             lives.append((life, extra))
             citizens.append({"channel": channel, "handle": None, "name": f"Demo Citizen Y{done + i + 1}",
                              "phone": f"+7 70{rng.randint(0, 8)} {rng.randint(1000000, 9999999)}",
@@ -339,10 +340,13 @@ def _year_crew() -> dict:
     return crew
 
 
-def _plan_life(rng, appeal_type, urgency, created, due, now, crew, unit_id, routed_by, add_working_days):
-    """The appeal's whole planned history, stepped through the state machine and cut at ``now``."""
+def _plan_life(rng, appeal_type, urgency, created, due, now, crew, unit_id, routed_by, add_working_days, term):
+    """The appeal's whole planned history, stepped through the state machine and cut at ``now``.
+
+    ``term(start)`` is the due time of a term starting at ``start`` (a reopening starts a fresh one).
+    """
     life, extra = _plan_steps(rng, appeal_type, urgency, created, due, now, crew, unit_id, routed_by,
-                              add_working_days)
+                              add_working_days, term)
     extension = extra.pop("extension", None)
     if extension is not None:
         at, data = extension
@@ -353,7 +357,7 @@ def _plan_life(rng, appeal_type, urgency, created, due, now, crew, unit_id, rout
     return life, extra
 
 
-def _plan_steps(rng, appeal_type, urgency, created, due, now, crew, unit_id, routed_by, add_working_days):
+def _plan_steps(rng, appeal_type, urgency, created, due, now, crew, unit_id, routed_by, add_working_days, term):
     life = _Life(created)
     operator, dispatcher, inspector = crew["operator"], crew["dispatcher"], crew["inspector"]
     team = crew["field"].get(unit_id) or [dispatcher]
@@ -430,7 +434,13 @@ def _plan_steps(rng, appeal_type, urgency, created, due, now, crew, unit_id, rou
             return life, extra
         extra["feedback"].append({"verdict": "dispute", "rating": rng.choice([1, 1, 2]),
                                   "comment": "demo: still broken", "created_at": t})
-        life.step("reopen", CITIZEN, t, appeal_type, {"reason": "demo: still broken"})
+        # As services.sla.reopen_cycle: a fresh term from the reopening; the event keeps the first cycle's.
+        first_due = extra["due"]
+        first_state = None if first_due is None else "met" if life.answered_at <= first_due else "breached"
+        extra["due"], extra["original_due"] = term(t), None
+        life.step("reopen", CITIZEN, t, appeal_type, {
+            "reason": "demo: still broken", "previous_due_at": first_due.isoformat() if first_due else None,
+            "previous_sla_state": first_state, "due_at": extra["due"].isoformat() if extra["due"] else None})
         for action, who in (("assign", dispatcher), ("accept", worker), ("arrive", worker), ("resolve", worker),
                             ("verify", inspector), ("answer", inspector), ("close", SYSTEM)):
             t += timedelta(hours=rng.uniform(0.5, 30))

@@ -14,8 +14,9 @@ transition appends an :class:`AppealEvent`; nothing else changes ``status``.
 The SLA clock has actions of its own that never change ``status`` (``server.services.clock``):
 ``extend`` (event ``appeal.extended``), ``pause`` / ``resume`` (``appeal.paused`` /
 ``appeal.resumed``; ``Appeal.paused_at`` is the paused flag) - listed in :data:`CLOCK_ACTIONS`.
-Reaching a done status stores the SLA outcome (``met`` or ``breached``); forwarding records
-whether it kept the 3-working-day limit.
+Reaching a done status stores the SLA outcome (``met`` or ``breached``); reopening starts a fresh
+term from the reopening (``sla.reopen_cycle``; the event keeps the previous due time and outcome);
+forwarding records whether it kept the 3-working-day limit.
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def transition(
         appeal.closed_at = now
     elif spec.target == "reopened":
         appeal.closed_at = None
-        appeal.sla_state = None  # the SLA tick judges the reopened work afresh
+        # A fresh term from the reopening; the event keeps the previous cycle's due time and outcome.
+        payload.update(sla.reopen_cycle(appeal, now))
     if spec.target in DONE_STATUSES and previous not in DONE_STATUSES:
         sla.mark_done(appeal, now)  # met or breached, stored at close
     return record_event(appeal, spec.kind, actor, now, from_status=previous, to_status=spec.target, data=payload)

@@ -12,23 +12,27 @@ The same defaults apply when the table has no row for a type.
 The table is cached per app (:data:`CACHE_TTL_S`) and the cache is dropped on every edit.
 
 SLA states: ``on_time``, ``at_risk`` (the share JAUAP_AT_RISK_SHARE of the time
-from registration to the due time used), ``breached`` (past due), and ``met``
+from the start of the term to the due time used), ``breached`` (past due), and ``met``
 (answered or otherwise done by the due time; stored at close).
+
+A reopened appeal (citizen dispute, inspector or QC) gets a fresh term under the same policy,
+counted from the reopening (:func:`reopen_cycle`); the previous cycle's due time and outcome stay
+in the ``appeal.reopened`` event, and the term's start is that event's time (:func:`cycle_start`).
 """
 
 from __future__ import annotations
 
-import time as _time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app, has_app_context
-from sqlalchemy import select
+from flask import current_app
+from sqlalchemy import func, select
 
 from server.extensions import db
-from server.models import Appeal, SlaPolicy, Staff, Topic
+from server.models import Appeal, AppealEvent, SlaPolicy, Staff, Topic
+from server.services.cache import AppCache
 from server.services.calendar import add_working_days
-from server.services.errors import NotFound, Unprocessable
+from server.services.errors import Unprocessable
 
 DEFAULTS: dict[tuple[str, str, str], tuple[str, int | None]] = {
     ("consultation", "", ""): ("working_days", 15),
@@ -41,7 +45,6 @@ DEFAULTS: dict[tuple[str, str, str], tuple[str, int | None]] = {
     ("gratitude", "", ""): ("none", None),
 }
 CACHE_TTL_S = 60.0
-_CACHE_KEY = "jauap_sla_policies"
 STATES = ("on_time", "at_risk", "breached", "met")
 
 
@@ -53,22 +56,22 @@ class Rule:
     amount: int | None
 
 
+def _load_table() -> dict[tuple[str, str, str], Rule]:
+    return {(p.appeal_type, p.topic_code, p.urgency): Rule(p.mode, p.amount)
+            for p in db.session.scalars(select(SlaPolicy))}
+
+
+_policies = AppCache("jauap_sla_policies", _load_table, CACHE_TTL_S,
+                     outside=lambda: {k: Rule(*v) for k, v in DEFAULTS.items()})
+
+
 def _table() -> dict[tuple[str, str, str], Rule]:
-    if not has_app_context():
-        return {k: Rule(*v) for k, v in DEFAULTS.items()}
-    cached = current_app.extensions.get(_CACHE_KEY)
-    if cached is not None and _time.monotonic() - cached[0] < CACHE_TTL_S:
-        return cached[1]
-    table = {(p.appeal_type, p.topic_code, p.urgency): Rule(p.mode, p.amount)
-             for p in db.session.scalars(select(SlaPolicy))}
-    current_app.extensions[_CACHE_KEY] = (_time.monotonic(), table)
-    return table
+    return _policies.get()
 
 
 def invalidate() -> None:
     """Drop the cached policy table (called after every edit)."""
-    if has_app_context():
-        current_app.extensions.pop(_CACHE_KEY, None)
+    _policies.invalidate()
 
 
 def rule_for(appeal_type: str, topic: str | None, urgency: str | None) -> Rule:
@@ -100,7 +103,10 @@ def due_at(appeal_type: str, topic: str, urgency: str | None, registered_at: dat
 
 
 def state_at(created_at: datetime, due: datetime | None, now: datetime, at_risk_share: float) -> str:
-    """``on_time``, ``at_risk`` (the given share of the time used) or ``breached``; ``none`` without a deadline."""
+    """``on_time``, ``at_risk`` (the given share of the time used) or ``breached``; ``none`` without a deadline.
+
+    ``created_at`` is the start of the term: the registration, or the last reopening (:func:`cycle_start`).
+    """
     if due is None:
         return "none"
     if now >= due:
@@ -129,10 +135,55 @@ def stored_or_computed(created_at: datetime, due: datetime | None, stored: str |
     return computed
 
 
+REOPENED_KIND = "appeal.reopened"
+
+
+def cycle_start_column():
+    """A correlated SQL expression: the start of ``Appeal``'s current term (its last reopening, else registration)."""
+    last_reopen = (select(func.max(AppealEvent.created_at))
+                   .where(AppealEvent.appeal_id == Appeal.id, AppealEvent.kind == REOPENED_KIND)
+                   .correlate(Appeal).scalar_subquery())
+    return func.coalesce(last_reopen, Appeal.created_at)
+
+
+def cycle_start(appeal: Appeal) -> datetime:
+    """When the appeal's current term started: the last ``appeal.reopened`` event, else its registration.
+
+    Only an appeal that was answered can have been reopened, so the others cost no query.
+    """
+    if appeal.due_at is None or appeal.answered_at is None or appeal.id is None:
+        return appeal.created_at
+    reopened = db.session.scalar(select(func.max(AppealEvent.created_at))
+                                 .where(AppealEvent.appeal_id == appeal.id, AppealEvent.kind == REOPENED_KIND))
+    return reopened or appeal.created_at
+
+
 def display_state(appeal: Appeal, now: datetime) -> str:
-    """:func:`stored_or_computed` for one appeal."""
-    return stored_or_computed(appeal.created_at, appeal.due_at, appeal.sla_state, appeal.paused_at, now,
-                              at_risk_share())
+    """:func:`stored_or_computed` for one appeal (the at-risk share measured from :func:`cycle_start`)."""
+    if appeal.sla_state in ("met", "breached") or appeal.paused_at is not None or appeal.due_at is None:
+        start = appeal.created_at  # the stored state wins: no need for the term's start
+    else:
+        start = cycle_start(appeal)
+    return stored_or_computed(start, appeal.due_at, appeal.sla_state, appeal.paused_at, now, at_risk_share())
+
+
+def reopen_cycle(appeal: Appeal, now: datetime) -> dict:
+    """Start a fresh term for a reopened appeal, counted from ``now`` under the same policy.
+
+    The SLA marks of the previous cycle are cleared (state, near-due warning, at-risk and breach marks,
+    pause, the extension base); returns what the ``appeal.reopened`` event keeps of the previous cycle:
+    ``previous_due_at``, ``previous_sla_state`` (``met``/``breached``, None without a deadline) and
+    the new ``due_at``.
+    """
+    previous_due, previous_state = appeal.due_at, appeal.sla_state
+    appeal.due_at = due_at(appeal.type, appeal.topic_code, appeal.urgency, now)
+    appeal.original_due_at = None  # the due time before this term's first extension is its due_at
+    appeal.sla_state = None
+    appeal.sla_warned_at = appeal.sla_at_risk_at = appeal.sla_breached_at = None
+    appeal.paused_at = None
+    return {"previous_due_at": previous_due.isoformat() if previous_due else None,
+            "previous_sla_state": previous_state,
+            "due_at": appeal.due_at.isoformat() if appeal.due_at else None}
 
 
 def rearm(appeal: Appeal, now: datetime) -> None:
@@ -142,7 +193,7 @@ def rearm(appeal: Appeal, now: datetime) -> None:
     """
     if appeal.sla_breached_at is not None or appeal.due_at is None:
         return
-    if state_at(appeal.created_at, appeal.due_at, now, at_risk_share()) == "on_time":
+    if state_at(cycle_start(appeal), appeal.due_at, now, at_risk_share()) == "on_time":
         appeal.sla_state = "on_time" if appeal.sla_state == "at_risk" else appeal.sla_state
         appeal.sla_at_risk_at = None
         appeal.sla_warned_at = None
@@ -183,18 +234,9 @@ def save_policy(appeal_type: str, topic_code: str, urgency: str, mode: str, amou
         row = SlaPolicy(appeal_type=appeal_type, topic_code=topic_code, urgency=urgency)
         db.session.add(row)
     row.mode, row.amount = mode, (amount if mode != "none" else None)
-    row.updated_by_id = staff.id if staff is not None else None
-    row.updated_at = now
-    db.session.flush()
-    invalidate()
-    return row
+    return _policies.saved(row, staff, now)
 
 
 def delete_policy(policy_id: int) -> None:
     """Remove one policy row (the type default then applies); NotFound when missing."""
-    row = db.session.get(SlaPolicy, policy_id)
-    if row is None:
-        raise NotFound("sla_policy_not_found")
-    db.session.delete(row)
-    db.session.flush()
-    invalidate()
+    _policies.delete_row(SlaPolicy, policy_id, "sla_policy_not_found")
