@@ -195,8 +195,8 @@ def _report_key() -> str:
 
 @bp.post(f"{API}/reports")
 @public
-@endpoint(form=ReportIn, files=["photo"], responses={201: ReportCreated, 200: ReportCreated}, tags=["citizen"],
-          headers=[KEY_HEADER], max_content_length=portal.MAX_REQUEST_BYTES)
+@endpoint(form=ReportIn, optional_files=["photo"], responses={201: ReportCreated, 200: ReportCreated, 429: None},
+          tags=["citizen"], headers=[KEY_HEADER], max_content_length=portal.MAX_REQUEST_BYTES)
 def submit_report(form: ReportIn):
     """File a report (multipart: the fields, and up to 3 ``photo`` parts); no login, consent required."""
     # One byte over the limit is enough to tell "too large"; the service refuses it.

@@ -5,9 +5,10 @@ can be tested directly:
 
 * **type by content**: the magic bytes and Pillow's own parser must agree on JPEG,
   PNG or WebP; the file name and the declared Content-Type are never consulted;
-* **size before work**: at most :data:`MAX_BYTES`, and at most :data:`MAX_PIXELS`
-  read from the header (``Image.open`` parses only the header) before any pixel is
-  decoded, so a small file claiming a huge canvas costs nothing;
+* **size before work**: at most :data:`MAX_BYTES`, and at most :data:`MAX_DECODE_PIXELS`
+  for its format (what decoding it costs) read from the header (``Image.open`` parses
+  only the header) before any pixel is decoded, so a small file claiming a huge canvas
+  costs nothing;
 * **whole and alone**: the full image is decoded once (truncation and corruption
   fail here) and its container is walked to its last byte: anything appended after
   the image end (a JPEG followed by HTML, a polyglot) is refused. The field app
@@ -37,6 +38,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 MAX_BYTES = 12 * 1024 * 1024
 MAX_PIXELS = 64_000_000
+# What decoding costs decides the pixel limit, read from the header before any pixel is decoded. A baseline
+# JPEG decodes at a reduced DCT scale (``draft``): 64 MP peak at ~110 MB (decoded at 1/2 scale, then resized).
+# PNG and WebP have no reduced-scale decoding: every pixel is decoded (PNG ~7 bytes a pixel at peak, Pillow's
+# WebP decoder ~27), and a canvas of zeros compresses ~1000:1 (a 34-byte WebP or a 190 KB PNG claiming 64 MP
+# took seconds and over 800 MB). A progressive or multi-scan JPEG keeps every DCT coefficient of the full
+# image (~7 bytes a pixel) whatever the scale. These limits keep such a photo under ~85 MB
+# (tests/test_upload_corpus.py measures them on a real server).
+MAX_DECODE_PIXELS = {"JPEG": MAX_PIXELS, "PNG": 12_000_000, "WEBP": 3_000_000}
+MAX_MULTISCAN_JPEG_PIXELS = 12_000_000
 # Room for the multipart envelope and the small form fields around the file.
 MAX_REQUEST_BYTES = MAX_BYTES + 256 * 1024
 VARIANTS = {"large": 2048, "thumb": 320}
@@ -115,8 +125,14 @@ def _truncated() -> MediaError:
 
 def _jpeg_end(data: bytes) -> int:
     """Offset just past the EOI marker, following segments and entropy-coded scans."""
+    return _jpeg_walk(data)[0]
+
+
+def _jpeg_walk(data: bytes) -> tuple[int, int]:
+    """(offset just past the EOI marker, number of scans), following segments and entropy-coded scans."""
     n = len(data)
     i = 2  # after SOI
+    scans = 0
     while True:
         if i >= n:
             raise _truncated()
@@ -129,7 +145,7 @@ def _jpeg_end(data: bytes) -> int:
         marker = data[i]
         i += 1
         if marker == 0xD9:  # EOI
-            return i
+            return i, scans
         if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: no length
             continue
         if i + 2 > n:
@@ -140,6 +156,7 @@ def _jpeg_end(data: bytes) -> int:
         i += length
         if marker != 0xDA:  # not SOS: the segment is all there is
             continue
+        scans += 1
         # Entropy-coded data: FF00 is a stuffed byte, FFD0-FFD7 a restart, FFFF fill; any other FFxx ends it.
         while True:
             j = data.find(b"\xff", i)
@@ -273,6 +290,11 @@ def inspect_image(data: bytes, local_tz: tzinfo = UTC) -> tuple[ImageFacts, Imag
     width, height = image.size  # from the header: nothing decoded yet
     if width * height > MAX_PIXELS:
         raise MediaError("image_too_many_pixels", 422, limit=MAX_PIXELS)
+    limit = MAX_DECODE_PIXELS[fmt]
+    if fmt == "JPEG" and _jpeg_walk(data)[1] > 1:
+        limit = MAX_MULTISCAN_JPEG_PIXELS
+    if width * height > limit:
+        raise MediaError("image_too_many_pixels", 422, limit=limit)
     if getattr(image, "is_animated", False):
         raise MediaError("unsupported_image_type", 415)  # a photo is one frame
     if image_end(data, fmt) != len(data):
@@ -285,7 +307,10 @@ def inspect_image(data: bytes, local_tz: tzinfo = UTC) -> tuple[ImageFacts, Imag
     if fmt == "JPEG":
         # Decode at the smallest DCT scale still >= the large derivative: the whole stream is still read
         # (truncation still fails) but a 64 MP photo does not take 256 MB to look at.
-        image.draft("RGB", (VARIANTS["large"], VARIANTS["large"]))
+        # The box is the large derivative's size, so a long thin panorama is scaled down too.
+        raw_w, raw_h = image.size
+        fit = min(1.0, VARIANTS["large"] / max(raw_w, raw_h))
+        image.draft("RGB", (max(1, int(raw_w * fit)), max(1, int(raw_h * fit))))
     try:
         image.load()
     except Image.DecompressionBombError:
@@ -309,7 +334,16 @@ def _flatten(image: Image.Image) -> Image.Image:
 
 
 def derive(image: Image.Image) -> dict[str, bytes]:
-    """The ``large`` and ``thumb`` JPEGs: re-encoded from fresh pixel buffers, no metadata at all."""
+    """The ``large`` and ``thumb`` JPEGs: re-encoded from fresh pixel buffers, no metadata at all.
+
+    The decoded image is first scaled down in place to fit the ``large`` box (a square, so before or
+    after the EXIF rotation is the same), so no full-size copy is ever made: the memory cost of a
+    photo is its decoded pixels once.
+    """
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        image = image.convert("RGBA" if image.mode in ("P", "PA") else "RGB")  # palettes scale badly
+    side = VARIANTS["large"]
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
     flat = _flatten(image)
     out = {}
     source = flat

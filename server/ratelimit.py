@@ -22,7 +22,9 @@ parallel guesses at one account are counted too) and given back when it succeeds
 Per address, only failures are counted (and checked before trying): a whole shift
 logging in at once from the centre's one address never trips it. Appeal creation
 (``JAUAP_APPEAL_LIMITS``) is counted per staff account: every caller is a
-logged-in operator, and the operators share the centre's address.
+logged-in operator, and the operators share the centre's address. Open311 writes
+(``JAUAP_OPEN311_LIMITS``) are counted per API key, whatever address the partner
+posts from.
 """
 
 from __future__ import annotations
@@ -259,3 +261,9 @@ def check_appeal(staff_id: int, now: float) -> None:
     wait = limiter().hit("appeal", str(staff_id), limits, now) if limits else None
     if wait is not None:
         raise TooManyAttempts("rate_limited", wait)
+
+
+def check_open311(key_id: int, now: float) -> int | None:
+    """Count one Open311 write by API key ``key_id``; seconds to wait past JAUAP_OPEN311_LIMITS, else None."""
+    limits = parse_limits(current_app.config["JAUAP_OPEN311_LIMITS"])
+    return limiter().hit("open311", str(key_id), limits, now) if limits else None

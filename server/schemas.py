@@ -24,6 +24,9 @@ Language = Literal["kk", "ru", "en"]
 Urgency = Literal[URGENCIES]  # type: ignore[valid-type]
 
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 ()\-]{5,24}$")
+# The largest id a row can have (BIGINT): a bigger number names nothing, and the database driver would
+# refuse to bind it (an error, not an answer), so inputs that carry ids stop there.
+MAX_ID = 2**63 - 1
 
 
 def _number(value):
@@ -77,7 +80,8 @@ class CitizenIn(Strict):
     """The applicant as the operator or channel knows them."""
 
     name: Text | None = Field(default=None, max_length=160, description="Full name, as given.")
-    phone: Text | None = Field(default=None, max_length=32, description="Phone, e.g. +7 701 123 4567.")
+    phone: Text | None = Field(default=None, max_length=32, description="Phone, e.g. +7 701 123 4567.",
+                               json_schema_extra={"pattern": PHONE_RE.pattern})
     language: Language = Field(default="ru", description="Language for the answer: kk, ru or en.")
 
     @model_validator(mode="after")
@@ -87,8 +91,22 @@ class CitizenIn(Strict):
         return self
 
 
+# AppealIn's own checks (_where), told to the OpenAPI document too: a point (lat and lon, both) or else
+# an address that is not blank; urgency only on incidents.
+_APPEAL_RULES = {"allOf": [
+    {"anyOf": [
+        {"required": ["lat", "lon"], "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}}},
+        {"required": ["address"], "properties": {"lat": {"type": "null"}, "lon": {"type": "null"},
+                                                 "address": {"type": "string", "pattern": r"\S"}}},
+    ]},
+    {"anyOf": [{"properties": {"type": {"const": "incident"}}}, {"properties": {"urgency": {"type": "null"}}}]},
+]}
+
+
 class AppealIn(Strict):
     """A new appeal: what it is about and where."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_APPEAL_RULES)
 
     type: AppealType = Field(description="consultation, incident, proposal, complaint or gratitude.")
     topic: Text = Field(min_length=1, max_length=32, description="A topic code from GET /api/v1/topics.")
@@ -201,7 +219,7 @@ class DutyIn(Strict):
 class ReassignIn(Strict):
     """Move an appeal to another staff member, or to another unit's queue."""
 
-    staff_id: int | None = Field(default=None, ge=1)
+    staff_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     unit: Text | None = Field(default=None, max_length=16)
     reason: Text | None = Field(default=None, max_length=2000)
 
@@ -224,7 +242,7 @@ class StaffPatch(Strict):
 class EventsQuery(Strict):
     """Catch-up after reconnecting."""
 
-    after: int = Field(default=0, ge=0)
+    after: int = Field(default=0, ge=0, le=MAX_ID)
     limit: int = Field(default=500, ge=1, le=2000)
 
 

@@ -8,7 +8,7 @@ API clients send ``Authorization: Bearer <token>`` (no CSRF, no cookie).
 
 from __future__ import annotations
 
-from flask import Flask, current_app, redirect, request, session, url_for
+from flask import Flask, current_app, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from server.api.errors import error_response
@@ -19,6 +19,7 @@ from server.services import audit
 from server.services import staff as staff_service
 
 PUBLIC = "public"
+_BEARER_FLAG = "jauap_bearer_auth"  # set on flask.g when this request's user came from its bearer token
 AUTHENTICATED = "authenticated"
 
 ALL_STAFF = frozenset(ROLES)
@@ -193,16 +194,20 @@ def enforce_policy():
     rule = policy_for(request.endpoint)
     current_user._get_current_object()
     _raise_body_limit(rule)
-    # A bearer header cannot be forged cross-site without a CORS preflight, so it needs no CSRF token.
-    bearer = request.headers.get("Authorization", "").lower().startswith("bearer ")
-    if request.method not in ("GET", "HEAD", "OPTIONS") and not bearer and request.endpoint not in CSRF_EXEMPT:
-        csrf.protect()
+    # A bearer token cannot be sent cross-site without a CORS preflight, so a caller it authenticated needs no
+    # CSRF token. Only one it authenticated: a cookie session with any "Bearer" header beside it is still a
+    # cookie session (Flask-Login prefers the session), and keeps the CSRF check.
+    bearer = bool(g.get(_BEARER_FLAG))
     if rule is None:
         return _deny(403, "forbidden")
+    # No login at all where one is needed: 401 before the CSRF check (there is no session a token could
+    # protect, and a client must learn to log in, not to fetch a CSRF token).
+    if rule != PUBLIC and not current_user.is_authenticated:
+        return _deny(401, "unauthorized")
+    if request.method not in ("GET", "HEAD", "OPTIONS") and not bearer and request.endpoint not in CSRF_EXEMPT:
+        csrf.protect()
     if rule == PUBLIC:
         return None
-    if not current_user.is_authenticated:
-        return _deny(401, "unauthorized")
     if rule == AUTHENTICATED or current_user.role in rule:  # type: ignore[operator]
         return None
     return _deny(403, "forbidden")
@@ -223,7 +228,10 @@ def init_security(app: Flask) -> None:
         header = req.headers.get("Authorization", "")
         if not header.lower().startswith("bearer "):
             return None
-        return staff_service.staff_for_token(header[7:].strip(), utcnow())
+        staff = staff_service.staff_for_token(header[7:].strip(), utcnow())
+        if staff is not None:
+            g.setdefault(_BEARER_FLAG, True)
+        return staff
 
     app.before_request(enforce_policy)
     audit.init_audit(app)  # contact views noted by a request are written after it

@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 
 from server.extensions import db
-from server.models import ApiToken
+from server.models import ApiToken, Appeal
 from server.models.types import utcnow
 from server.security import POLICY, PUBLIC
-from tests.conftest import APPEAL, PASSWORD, bearer, make_staff
+from tests.conftest import APPEAL, PASSWORD, bearer, count_rows, make_staff
 
 pytestmark = pytest.mark.usefixtures("db_session")
 
@@ -85,6 +85,22 @@ def test_browser_session_login_and_csrf_on_writes(client):
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     ok = client.post("/api/v1/appeals", json=APPEAL, headers={"X-CSRFToken": token})
     assert ok.status_code == 201, ok.json
+
+
+def test_a_bearer_header_beside_a_cookie_session_does_not_skip_csrf(client, as_role):
+    # A cookie session stays a cookie session whatever Authorization header rides along: only a caller the
+    # bearer token itself authenticated may write without the CSRF token.
+    make_staff("operator", username="op-mixed")
+    assert _login(client, "op-mixed").status_code == 302
+    before = count_rows(Appeal)
+    for header in ("Bearer not-a-token", "Bearer "):
+        res = client.post("/api/v1/appeals", json=APPEAL, headers={"Authorization": header})
+        assert res.status_code == 400 and res.json["error"]["code"] == "csrf_failed", res.json
+    assert count_rows(Appeal) == before
+    # A real token is still enough on its own (no cookie, no CSRF token).
+    _op, headers = as_role("operator")
+    fresh = client.application.test_client()
+    assert fresh.post("/api/v1/appeals", json=APPEAL, headers=headers).status_code == 201
 
 
 def test_login_page_rejects_wrong_password_and_open_redirects(client):

@@ -21,6 +21,7 @@ from sqlalchemy import func, insert, select
 from server.extensions import db
 from server.models import ApiKey, Appeal, AppealEvent, Citizen, Sector, Topic
 from server.models.types import utcnow
+from server.ratelimit import limiter
 from server.schemas import AppealIn
 from server.services import apikeys, intake, routing
 from server.services import open311 as service
@@ -595,3 +596,33 @@ def test_after_photo_is_the_media_url_once_resolved(client, key):
     _resolve(call)
     assert client.get(f"{BASE}/media/pubAFTER0002.jpg").status_code == 404
     assert client.get(f"{BASE}/requests/{call.reg_no}.json").get_json()[0]["media_url"] is None
+
+
+def test_writes_are_rate_limited_per_api_key(client, key, app):
+    # A partner's runaway client: past its key's allowance a write is the spec's error list with 429 and
+    # Retry-After, and nothing is written; another partner's key is not affected.
+    app.config["JAUAP_OPEN311_LIMITS"] = "3/60"
+    limiter(app).reset()
+    try:
+        for n in range(3):
+            assert fms_post(client, key, description=f"Report number {n}").status_code == 201
+        before = totals()
+        for fmt in ("json", "xml"):
+            refused = fms_post(client, key, fmt=fmt, description="One too many")
+            assert refused.status_code == 429
+            assert 1 <= int(refused.headers["Retry-After"]) <= 60
+            if fmt == "json":
+                body = refused.get_json()
+                jsonschema.validate(body, schema("errors"))
+                assert body[0]["code"] == 429 and "api_key" in body[0]["description"]
+            else:
+                assert ET.fromstring(refused.data).find("error/code").text == "429"
+        assert totals() == before
+        other = apikeys.create_key("Other partner", created_by_id=None, now=utcnow())
+        db.session.commit()
+        assert fms_post(client, other, description="Not throttled").status_code == 201
+        # A forged key is refused as before (403), and does not use up the real key's allowance.
+        assert fms_post(client, key, api_key="j311_forged-key-0000000000000000000000000000").status_code == 403
+    finally:
+        app.config["JAUAP_OPEN311_LIMITS"] = "100000/60"
+        limiter(app).reset()

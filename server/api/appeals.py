@@ -7,17 +7,31 @@ from flask import jsonify
 from server.api import bp
 from server.api.common import CLIENT_UUID_HEADER, IDEMPOTENCY_HEADER, client_uuid, commit, idempotency_key, viewer
 from server.api.outputs import AppealCreated, AppealOut, AppealPage, appeal_out, similar_out
-from server.api.spec import endpoint
+from server.api.spec import endpoint, link
 from server.models.types import utcnow
 from server.schemas import AppealIn, AppealListQuery, SimilarQuery, TransitionIn
 from server.services import appeals as appeal_service
 from server.services.intake import find_similar_at, register_appeal
 from server.services.lifecycle import Actor
 
+# What an appeal's answer leads to (OpenAPI links: the id of the answer fills the next call's path).
+APPEAL_LINKS = {
+    name: link(endpoint_name, method, appeal_id="$response.body#/id")
+    for name, endpoint_name, method in (
+        ("GetAppeal", "api.get_appeal", "GET"),
+        ("TakeStep", "api.appeal_transition", "POST"),
+        ("ListPhotos", "api.list_photos", "GET"),
+        ("Reassign", "api.reassign_appeal", "POST"),
+        ("Pause", "api.pause_appeal", "POST"),
+        ("Resume", "api.resume_appeal", "POST"),
+        ("Extend", "api.extend_appeal", "POST"),
+    )
+}
+
 
 @bp.post("/appeals")
-@endpoint(body=AppealIn, responses={201: AppealCreated, 200: AppealCreated}, tags=["appeals"],
-          headers=[IDEMPOTENCY_HEADER])
+@endpoint(body=AppealIn, responses={201: AppealCreated, 200: AppealCreated, 429: None}, tags=["appeals"],
+          headers=[IDEMPOTENCY_HEADER], links={201: APPEAL_LINKS, 200: APPEAL_LINKS})
 def create_appeal(body: AppealIn):
     """Register an appeal: locate, route to a sector, return its registration number."""
     staff = viewer()
@@ -48,7 +62,7 @@ def similar_appeals(query: SimilarQuery):
 
 
 @bp.get("/appeals/<int:appeal_id>")
-@endpoint(responses={200: AppealOut}, tags=["appeals"])
+@endpoint(responses={200: AppealOut}, tags=["appeals"], links={200: APPEAL_LINKS})
 def get_appeal(appeal_id: int):
     """Read one appeal with its full history."""
     staff = viewer()
@@ -56,7 +70,8 @@ def get_appeal(appeal_id: int):
 
 
 @bp.post("/appeals/<int:appeal_id>/transitions")
-@endpoint(body=TransitionIn, responses={200: AppealOut}, tags=["appeals"], headers=[CLIENT_UUID_HEADER])
+@endpoint(body=TransitionIn, responses={200: AppealOut}, tags=["appeals"], headers=[CLIENT_UUID_HEADER],
+          links={200: APPEAL_LINKS})
 def appeal_transition(appeal_id: int, body: TransitionIn):
     """Take a lifecycle step (an action of the state machine) on an appeal, once per Idempotency-Key."""
     staff = viewer()

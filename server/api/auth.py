@@ -20,7 +20,7 @@ from server.services.staff import SESSION_TOKEN_KEY
 
 
 @bp.post("/auth/token")
-@endpoint(body=TokenIn, responses={200: TokenOut}, tags=["auth"])
+@endpoint(body=TokenIn, responses={200: TokenOut, 401: None, 429: None}, tags=["auth"])
 def create_token(body: TokenIn):
     """Exchange a username and password for a bearer token."""
     now = utcnow()
@@ -48,7 +48,7 @@ def revoke_token():
 
 
 @bp.post("/auth/session")
-@endpoint(body=TokenIn, responses={200: SessionOut}, tags=["auth"])
+@endpoint(body=TokenIn, responses={200: SessionOut, 401: None, 429: None}, tags=["auth"])
 def create_session(body: TokenIn):
     """Log a browser in (the field app): a session cookie that lasts one shift of the staff member."""
     now = utcnow()

@@ -69,5 +69,5 @@ IDEMPOTENCY_HEADER = {
     "required": False,
     "description": "A client-chosen key (1-128 visible ASCII chars). A retry with the same key and body returns "
     "the first result; the same key with another body is refused with 422.",
-    "schema": {"type": "string", "maxLength": 128},
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$"},
 }

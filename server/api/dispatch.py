@@ -58,7 +58,7 @@ def set_my_duty(body: DutyIn):
 
 
 @bp.post("/me/position")
-@endpoint(body=PositionIn, tags=["live"])
+@endpoint(body=PositionIn, responses={201: None, 429: None}, tags=["live"])
 def report_my_position(body: PositionIn):
     """Report this device's position (at most one every few seconds)."""
     staff = viewer()
@@ -94,9 +94,13 @@ def list_staff():
 @bp.get("/shifts")
 @endpoint(tags=["live"])
 def list_shifts():
-    """The four shifts and who belongs to each, with who is on duty now."""
+    """The four shifts and who belongs to each, with who is on duty now (a unit head: their own unit's people)."""
     lang = locale()
-    people = list(db.session.scalars(select(Staff).where(Staff.active.is_(True)).order_by(Staff.username)))
+    staff = viewer()
+    query = select(Staff).where(Staff.active.is_(True))
+    if staff.role == "unit_head":  # as in list_staff and staff_positions
+        query = query.where(Staff.unit_id == staff.unit_id)
+    people = list(db.session.scalars(query.order_by(Staff.username)))
     out = []
     for shift in db.session.scalars(select(Shift).order_by(Shift.code)):
         members = [p for p in people if p.shift_code == shift.code]

@@ -18,6 +18,7 @@ from flask import Flask, request
 from pydantic import BaseModel, ValidationError
 
 from server.api.errors import ApiError, field_errors
+from server.schemas import MAX_ID
 
 
 @dataclass
@@ -33,6 +34,19 @@ class EndpointSpec:
     public: bool = False
     form: type[BaseModel] | None = None
     files: list[str] = field(default_factory=list)
+    optional_files: list[str] = field(default_factory=list)
+    links: dict[int, dict[str, dict]] = field(default_factory=dict)
+
+
+def operation_id(endpoint_name: str, method: str) -> str:
+    """The document's operationId of an endpoint's method (``api.get_appeal``, GET -> ``api_get_appeal``)."""
+    return endpoint_name.replace(".", "_") + ("" if method == "GET" else f"_{method.lower()}")
+
+
+def link(endpoint_name: str, method: str = "GET", **parameters: str) -> dict:
+    """An OpenAPI link to an endpoint's operation, its parameters filled from the answer
+    (``appeal_id="$response.body#/id"``)."""
+    return {"operationId": operation_id(endpoint_name, method), "parameters": parameters}
 
 
 def _reject_constant(value: str):
@@ -71,12 +85,14 @@ def form_fields() -> dict:
 
 
 def endpoint(summary: str | None = None, *, body=None, query=None, responses=None, tags=None, headers=None,
-             form=None, files=None, max_content_length: int | None = None):
+             form=None, files=None, optional_files=None, links=None, max_content_length: int | None = None):
     """Declare a view's schemas; the view receives ``body=`` / ``query=`` / ``form=`` as parsed models.
 
-    ``form`` is a multipart/form-data body whose fields ``form`` validates; ``files`` names its file
-    parts (documented as binary; the view reads them). ``max_content_length`` raises the body limit
-    for this endpoint alone (applied by server.security before anything reads the body).
+    ``form`` is a multipart/form-data body whose fields ``form`` validates; ``files`` names its required
+    file parts and ``optional_files`` the others (documented as binary; the view reads them).
+    ``links`` (status -> OpenAPI links, see :func:`link`) say which operations take a value of the
+    answer (the new appeal's id); clients and the stateful fuzz follow them. ``max_content_length``
+    raises the body limit for this endpoint alone (applied by server.security before anything reads the body).
     """
 
     def decorate(view: Callable):
@@ -89,10 +105,14 @@ def endpoint(summary: str | None = None, *, body=None, query=None, responses=Non
             headers=headers or [],
             form=form,
             files=list(files or []),
+            optional_files=list(optional_files or []),
+            links=dict(links or {}),
         )
 
         @wraps(view)
         def wrapper(*args, **kwargs):
+            if any(isinstance(value, int) and value > MAX_ID for value in kwargs.values()):
+                raise ApiError(404, "not_found")  # a path id past BIGINT: no such row (the driver cannot bind it)
             if body is not None:
                 kwargs["body"] = parse(body, json_body())
             if query is not None:
@@ -138,16 +158,52 @@ ERROR_SCHEMA = {
 }
 
 
-def _schema(model: type[BaseModel], components: dict, mode: str) -> dict:
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode)
+# pydantic writes the bounds of an optional constrained number (``float | None = Field(ge=...)``) under
+# its own names, which JSON Schema ignores: the document then allowed any number. Renamed here.
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _json_schema_bounds(node):
+    """``node`` with pydantic's ``ge``/``le``/``gt``/``lt`` next to a numeric ``type`` renamed to JSON Schema's."""
+    if isinstance(node, list):
+        return [_json_schema_bounds(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    numeric = node.get("type") in ("number", "integer")
+    return {(_BOUNDS[key] if numeric and key in _BOUNDS else key): _json_schema_bounds(value)
+            for key, value in node.items()}
+
+
+def _model_schema(model: type[BaseModel], components: dict, mode: str) -> dict:
+    schema = _json_schema_bounds(model.model_json_schema(ref_template="#/components/schemas/{model}", mode=mode))
     for name, sub in schema.pop("$defs", {}).items():
         components.setdefault(name, sub)
+    return schema
+
+
+def _schema(model: type[BaseModel], components: dict, mode: str) -> dict:
+    schema = _model_schema(model, components, mode)
     components.setdefault(model.__name__, schema)
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def _form_schema(spec: EndpointSpec, components: dict) -> dict:
+    """A multipart body: the form model's fields and the file parts in one object.
+
+    One object, not ``allOf`` [model, files]: the form models forbid unknown fields, so the file parts
+    would be refused by the model's half of an ``allOf`` and no body could satisfy both. The CSRF
+    token may travel as a field (a browser form); it is checked before the view, not part of the input.
+    """
+    schema = _model_schema(spec.form, components, "validation")
+    binary = {"type": "string", "format": "binary"}
+    schema["properties"] = {**schema.get("properties", {}), "csrf_token": {"type": "string"},
+                            **{name: binary for name in [*spec.files, *spec.optional_files]}}
+    schema["required"] = [*schema.get("required", []), *spec.files]
+    return schema
+
+
 def _query_parameters(model: type[BaseModel]) -> list[dict]:
-    schema = model.model_json_schema()
+    schema = _json_schema_bounds(model.model_json_schema())
     required = set(schema.get("required", []))
     params = []
     for name, prop in schema.get("properties", {}).items():
@@ -161,8 +217,36 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
     return params
 
 
+ERROR_TEXTS = {400: "Invalid input", 401: "Not logged in", 403: "Not allowed", 404: "Not found",
+               409: "The appeal changed meanwhile", 413: "Request body too large", 415: "Unsupported media type",
+               422: "Refused by the business rules", 429: "Too many attempts; retry after Retry-After seconds",
+               503: "The database is unavailable; retry"}
+
+
+def _error_statuses(public: bool, spec: EndpointSpec, method: str) -> list[int]:
+    """The error statuses any operation like this one can answer (each with the Error body).
+
+    401 only where a login is needed; 413 and 415 where a body is read; 403 on every write too
+    (a cookie write from another site's page is refused, server.hardening); 503 everywhere
+    (the database went away: retry).
+    """
+    statuses = [400, 404, 422, 503]
+    if not public:
+        statuses.append(401)
+    if not public or method not in ("GET", "HEAD"):
+        statuses.append(403)
+    if spec.body is not None or spec.form is not None:
+        statuses += [413, 415]
+    return sorted(statuses)
+
+
 def openapi_document(app: Flask, title: str, version: str) -> dict:
-    """Build the OpenAPI 3.1 document from the registered views' specs."""
+    """Build the OpenAPI 3.1 document from the registered views' specs.
+
+    An operation is public (no ``security``, no 401) exactly when the policy table says so.
+    """
+    from server.security import PUBLIC, policy_for  # late: server.security imports the API package
+
     components: dict = {"Error": ERROR_SCHEMA}
     paths: dict = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
@@ -174,12 +258,13 @@ def openapi_document(app: Flask, title: str, version: str) -> dict:
         path_params = []
         for arg in rule.arguments:
             converter = rule._converters.get(arg)
-            kind = "integer" if type(converter).__name__ == "IntegerConverter" else "string"
+            integer = type(converter).__name__ == "IntegerConverter"
             path = path.replace(f"<int:{arg}>", f"{{{arg}}}").replace(f"<{arg}>", f"{{{arg}}}")
-            path_params.append({"name": arg, "in": "path", "required": True, "schema": {"type": kind}})
+            schema = {"type": "integer", "minimum": 0, "maximum": MAX_ID} if integer else {"type": "string"}
+            path_params.append({"name": arg, "in": "path", "required": True, "schema": schema})
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             op: dict = {
-                "operationId": rule.endpoint.replace(".", "_") + ("" if method == "GET" else f"_{method.lower()}"),
+                "operationId": operation_id(rule.endpoint, method),
                 "summary": spec.summary,
                 "tags": spec.tags,
                 "parameters": list(path_params) + list(spec.headers),
@@ -193,27 +278,29 @@ def openapi_document(app: Flask, title: str, version: str) -> dict:
                     "content": {"application/json": {"schema": _schema(spec.body, components, "validation")}},
                 }
             if spec.form is not None:
-                parts = {"type": "object", "required": spec.files,
-                         "properties": {name: {"type": "string", "format": "binary"} for name in spec.files}}
                 op["requestBody"] = {
                     "required": True,
-                    "content": {"multipart/form-data": {
-                        "schema": {"allOf": [_schema(spec.form, components, "validation"), parts]}}},
+                    "content": {"multipart/form-data": {"schema": _form_schema(spec, components)}},
                 }
             for status, model in spec.responses.items():
                 content = {"application/json": {"schema": _schema(model, components, "serialization")}} if model \
                     else {}
-                entry = {"description": {200: "OK", 201: "Created", 204: "No content"}.get(status, "Response")}
+                if status >= 400 and not content:  # an error a view declares answers with the error body
+                    content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+                texts = {200: "OK", 201: "Created", 204: "No content", **ERROR_TEXTS}
+                entry = {"description": texts.get(status, "Response")}
                 if content:
                     entry["content"] = content
+                if status in spec.links:
+                    entry["links"] = spec.links[status]
                 op["responses"][str(status)] = entry
-            for status, text in ((400, "Invalid input"), (401, "Not logged in"), (403, "Not allowed"),
-                                 (404, "Not found"), (422, "Refused by the business rules")):
+            public = policy_for(rule.endpoint) == PUBLIC
+            for status in _error_statuses(public, spec, method):
                 op["responses"].setdefault(str(status), {
-                    "description": text,
+                    "description": ERROR_TEXTS[status],
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
                 })
-            if not getattr(view, "public", False):
+            if not public:  # the policy table (server.security) decides, so the document cannot disagree with it
                 op["security"] = [{"bearer": []}, {"cookie": []}]
             paths.setdefault(path, {})[method.lower()] = op
     return {

@@ -49,6 +49,7 @@ LOCATION_SHARING = frozenset({"telegram", "whatsapp"})  # Instagram and Messenge
 START_WORDS = frozenset({"/start", "start", "/new"})
 CANCEL_WORDS = frozenset({"/cancel", "cancel", "отмена", "отменить", "бас тарту", "болдырмау"})
 LANGUAGE_NAMES = {"kk": "Қазақша", "ru": "Русский", "en": "English"}
+CHOICE_COLUMNS = {"type": 2, "topic": 1}  # button columns of the steps that ask "ask_<step>" with options
 
 TYPE_NAMES = {
     "kk": {"consultation": "Кеңес", "incident": "Оқиға", "proposal": "Ұсыныс", "complaint": "Шағым",
@@ -321,7 +322,7 @@ def _idle(conv: Conversation, msg: Inbound) -> Outcome:
     if conv.language is None:
         return Outcome(_prompt(conv, "language"))
     greeting = "new_appeal" if last else "welcome"
-    return Outcome([Reply(say(greeting, conv.language)), *_prompt(conv, "type")])
+    return _say_and_ask(conv, greeting, "type")
 
 
 def _set(conv: Conversation, **values) -> None:
@@ -381,10 +382,8 @@ def _prompt(conv: Conversation, step: str) -> list[Reply]:
     if step == "language":
         text = " / ".join(("Тілді таңдаңыз", "Выберите язык", "Choose a language"))
         return [Reply(text, _options(conv, step), columns=3, menu_label="Тіл / Язык")]
-    if step == "type":
-        return [Reply(say("ask_type", lang), _options(conv, step), columns=2, menu_label=menu)]
-    if step == "topic":
-        return [Reply(say("ask_topic", lang), _options(conv, step), columns=1, menu_label=menu)]
+    if step in CHOICE_COLUMNS:  # type, topic: "ask_<step>" with the options as buttons
+        return [Reply(say(f"ask_{step}", lang), _options(conv, step), columns=CHOICE_COLUMNS[step], menu_label=menu)]
     if step == "location":
         if conv.channel in LOCATION_SHARING:
             return [Reply(say("ask_location_share", lang), request_location=True,
@@ -401,8 +400,13 @@ def _prompt(conv: Conversation, step: str) -> list[Reply]:
     raise ValueError(step)
 
 
+def _say_and_ask(conv: Conversation, key: str, step: str) -> Outcome:
+    """Say the text ``key``, then enter ``step`` and ask its question."""
+    return Outcome([Reply(say(key, conv.language)), *_prompt(conv, step)])
+
+
 def _reask(conv: Conversation, key: str = "reask_choice") -> Outcome:
-    return Outcome([Reply(say(key, conv.language)), *_prompt(conv, conv.step)])
+    return _say_and_ask(conv, key, conv.step)
 
 
 def _summary(conv: Conversation) -> str:
@@ -425,23 +429,25 @@ def _step_language(conv: Conversation, msg: Inbound, now: datetime) -> Outcome:
     if choice is None:
         return Outcome(_prompt(conv, "language"))
     conv.language = choice.split(":", 1)[1]
-    return Outcome([Reply(say("welcome", conv.language)), *_prompt(conv, "type")])
+    return _say_and_ask(conv, "welcome", "type")
 
 
-def _step_type(conv: Conversation, msg: Inbound, now: datetime) -> Outcome:
-    choice = _pick(msg, _options(conv, "type"))
-    if choice is None:
-        return _reask(conv)
-    _set(conv, type=choice.split(":", 1)[1])
-    return Outcome(_prompt(conv, "topic"))
+def _choice_step(key: str, next_step: str):
+    """A step that stores the chosen option (``<key>:<value>``) as ``data[key]`` and moves on to ``next_step``."""
+
+    def step(conv: Conversation, msg: Inbound, now: datetime) -> Outcome:
+        choice = _pick(msg, _options(conv, key))
+        if choice is None:
+            return _reask(conv)
+        _set(conv, **{key: choice.split(":", 1)[1]})
+        return Outcome(_prompt(conv, next_step))
+
+    step.__name__ = f"_step_{key}"
+    return step
 
 
-def _step_topic(conv: Conversation, msg: Inbound, now: datetime) -> Outcome:
-    choice = _pick(msg, _options(conv, "topic"))
-    if choice is None:
-        return _reask(conv)
-    _set(conv, topic=choice.split(":", 1)[1])
-    return Outcome(_prompt(conv, "location"))
+_step_type = _choice_step("type", next_step="topic")
+_step_topic = _choice_step("topic", next_step="location")
 
 
 def _step_location(conv: Conversation, msg: Inbound, now: datetime) -> Outcome:
@@ -452,9 +458,9 @@ def _step_location(conv: Conversation, msg: Inbound, now: datetime) -> Outcome:
     elif msg.kind == "text" and msg.text:
         address = " ".join(msg.text.split())
         if len(address) < ADDRESS_MIN:
-            return Outcome([Reply(say("address_short", lang)), *_prompt(conv, "location")])
+            return _say_and_ask(conv, "address_short", "location")
         if len(address) > ADDRESS_MAX:
-            return Outcome([Reply(say("address_long", lang)), *_prompt(conv, "location")])
+            return _say_and_ask(conv, "address_long", "location")
         _set(conv, address=address, lat=None, lon=None, accuracy_m=None)
     else:
         return _reask(conv, "reask_text")
@@ -498,7 +504,7 @@ def _step_description(conv: Conversation, msg: Inbound, now: datetime) -> Outcom
     if not (text and text.strip()):
         return _reask(conv, "reask_text")
     if len(text.strip()) > DESCRIPTION_MAX:
-        return Outcome([Reply(say("description_long", conv.language)), *_prompt(conv, "description")])
+        return _say_and_ask(conv, "description_long", "description")
     _set(conv, description=text.strip())
     return Outcome(_prompt(conv, "confirm"))
 
@@ -527,7 +533,7 @@ def _register(conv: Conversation, msg: Inbound, now: datetime) -> Outcome:
         result = intake.register_appeal(request, actor=CITIZEN, now=now, idempotency_key=key)
     except (ValidationError, ServiceError):
         # A topic withdrawn meanwhile, a draft that no longer validates: ask again rather than fail the webhook.
-        return Outcome([Reply(say("failed", conv.language)), *_prompt(conv, "topic")])
+        return _say_and_ask(conv, "failed", "topic")
     appeal = result.appeal
     appeal.citizen_id = _citizen(conv, msg, now).id
     db.session.execute(update(MediaFetch).where(MediaFetch.conversation_id == conv.id,

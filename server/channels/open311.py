@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import xml.etree.ElementTree as ET
 from datetime import datetime
 
@@ -26,7 +27,7 @@ from flask_babel import get_locale
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException
 
-from server import geosql
+from server import geosql, ratelimit
 from server.api.common import commit
 from server.extensions import db
 from server.models import ApiKey, Appeal, Topic
@@ -126,7 +127,19 @@ def _api_key(now: datetime) -> ApiKey:
     key = apikeys.authenticate(presented, now=now)
     if key is None:
         raise Open311Error(403, "api_key is not valid (unknown or revoked)")
+    # Counted per key after it is known valid, so an unknown key cannot use up a partner's allowance.
+    wait = ratelimit.check_open311(key.id, time.time())
+    if wait is not None:
+        raise Open311RateLimited(wait)
     return key
+
+
+class Open311RateLimited(Open311Error):
+    """An API key over JAUAP_OPEN311_LIMITS: the spec's error list with 429 and ``Retry-After``."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(429, f"too many requests for this api_key; try again in {retry_after} s")
+        self.retry_after = max(1, int(retry_after))
 
 
 # --- what leaves the server ---------------------------------------------------------------------------------------
@@ -333,7 +346,10 @@ def unknown(anything: str):
 @bp.errorhandler(Open311Error)
 def _open311_error(exc: Open311Error):
     db.session.rollback()
-    return render_error(exc.status, exc.description)
+    response = render_error(exc.status, exc.description)
+    if isinstance(exc, Open311RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @bp.errorhandler(ServiceError)
