@@ -6,11 +6,14 @@ indexes correctly on both PostGIS and SpatiaLite (SpatiaLite needs
 """
 
 import logging
+import re
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
 from geoalchemy2 import alembic_helpers
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 config = context.config
 if config.config_file_name:
@@ -65,12 +68,38 @@ def run_migrations_offline():
         context.run_migrations()
 
 
+def _migration_engine():
+    """The engine the migrations run on.
+
+    SQLite: the app's own engine, whose connect hook loads SpatiaLite. PostgreSQL: a one-off
+    engine with the app's connect arguments but no per-statement or idle-transaction limit. The
+    app's limits (JAUAP_DB_STATEMENT_TIMEOUT_MS...) are for requests; an index built over a city's
+    years of appeals may take longer and must not be cut half-way. They are lifted in the start-up
+    packet rather than by a SET after connecting: SQLAlchemy's first connect already runs queries
+    (type look-ups) under the limit, and a very short limit cut those (CI, session 4).
+    """
+    engine = target_db.engine
+    if engine.dialect.name != "postgresql":
+        return engine, False
+    connect_args = dict(current_app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}).get("connect_args", {}))
+    options = re.sub(r"-c\s*(statement_timeout|idle_in_transaction_session_timeout)=\S+", "",
+                     connect_args.get("options", ""))
+    connect_args["options"] = " ".join(
+        (options + " -c statement_timeout=0 -c idle_in_transaction_session_timeout=0").split())
+    return create_engine(engine.url, poolclass=NullPool, connect_args=connect_args), True
+
+
 def run_migrations_online():
-    """Run against the app's engine (so SpatiaLite is loaded on the connection)."""
-    with target_db.engine.connect() as connection:
-        context.configure(connection=connection, **configure_args())
-        with context.begin_transaction():
-            context.run_migrations()
+    """Run the migrations online, on :func:`_migration_engine`."""
+    engine, own = _migration_engine()
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, **configure_args())
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        if own:
+            engine.dispose()
 
 
 if context.is_offline_mode():

@@ -35,7 +35,7 @@ def create_app(config: Config | None = None) -> Flask:
     from server.api.errors import register_error_handlers
     from server.channels import open311 as open311_channel
     from server.cli import register_cli
-    from server.database import configure_engine
+    from server.database import configure_engine, end_sessions_safely
     from server.extensions import db, migrate
     from server.hardening import init_hardening
     from server.i18n import init_i18n
@@ -43,6 +43,7 @@ def create_app(config: Config | None = None) -> Flask:
     from server.security import init_security
 
     db.init_app(app)
+    end_sessions_safely(app, db)
     with app.app_context():
         configure_engine(db.engine, config.spatialite_library)
     migrate.init_app(app, db, directory=str(Path(__file__).resolve().parent.parent / "migrations"))

@@ -99,7 +99,15 @@ class Config:
     # Staff logins (per client address and per username; failures only) and appeal creation (per account)
     login_limits: str = "10/60,100/3600"
     appeal_limits: str = "120/60"
+    # Open311 writes (requests and updates) per API key: a partner's runaway client cannot flood intake
+    open311_limits: str = "60/60,5000/86400"
     proxy_hops: int = 0
+    # PostgreSQL time limits, so that a database that stops answering, or a row lock held by a stuck
+    # transaction, costs a request a 503 after seconds instead of holding a worker forever.
+    db_connect_timeout_s: int = 5
+    db_statement_timeout_ms: int = 30_000
+    db_lock_timeout_ms: int = 10_000
+    db_idle_in_transaction_timeout_ms: int = 60_000
     feedback_window_days: int = 15
     # Citizen chat channels (server/channels/) and replies on the channel of origin (server/services/replies.py)
     public_url: str = "http://localhost:5000"
@@ -111,6 +119,9 @@ class Config:
     meta_page_token: str | None = None
     whatsapp_token: str | None = None
     whatsapp_phone_id: str | None = None
+    # An approved WhatsApp message template (body: {{1}} reg no, {{2}} status, {{3}} tracking link), sent
+    # when a reply comes more than 24 hours after the citizen last wrote and WhatsApp refuses free text.
+    whatsapp_template: str | None = None
     graph_api_base: str = "https://graph.facebook.com/v21.0"
     media_hosts: list[str] = field(default_factory=lambda: list(DEFAULT_MEDIA_HOSTS))
     channels_allow_loopback: bool = False
@@ -164,7 +175,12 @@ class Config:
             report_limits=_env("JAUAP_REPORT_LIMITS", "5/600,50/86400") or "5/600,50/86400",
             login_limits=_env("JAUAP_LOGIN_LIMITS", "10/60,100/3600") or "",
             appeal_limits=_env("JAUAP_APPEAL_LIMITS", "120/60") or "",
+            open311_limits=_env("JAUAP_OPEN311_LIMITS", "60/60,5000/86400") or "",
             proxy_hops=_env_int("JAUAP_PROXY_HOPS", 0),
+            db_connect_timeout_s=_env_int("JAUAP_DB_CONNECT_TIMEOUT_S", 5),
+            db_statement_timeout_ms=_env_int("JAUAP_DB_STATEMENT_TIMEOUT_MS", 30_000),
+            db_lock_timeout_ms=_env_int("JAUAP_DB_LOCK_TIMEOUT_MS", 10_000),
+            db_idle_in_transaction_timeout_ms=_env_int("JAUAP_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000),
             feedback_window_days=_env_int("JAUAP_FEEDBACK_WINDOW_DAYS", 15),
             public_url=_env("JAUAP_PUBLIC_URL", "http://localhost:5000") or "",
             telegram_bot_token=_env("JAUAP_TELEGRAM_BOT_TOKEN"),
@@ -175,6 +191,7 @@ class Config:
             meta_page_token=_env("JAUAP_META_PAGE_TOKEN"),
             whatsapp_token=_env("JAUAP_WHATSAPP_TOKEN"),
             whatsapp_phone_id=_env("JAUAP_WHATSAPP_PHONE_ID"),
+            whatsapp_template=_env("JAUAP_WHATSAPP_TEMPLATE"),
             graph_api_base=_env("JAUAP_GRAPH_API_BASE", "https://graph.facebook.com/v21.0") or "",
             media_hosts=_env_list("JAUAP_CHANNEL_MEDIA_HOSTS", list(DEFAULT_MEDIA_HOSTS)),
             channels_allow_loopback=_env_bool("JAUAP_CHANNELS_ALLOW_LOOPBACK", False),
@@ -223,7 +240,8 @@ class Config:
 
         if not self.login_limits.strip():
             problems.append("JAUAP_LOGIN_LIMITS must not be empty (logins would be open to password guessing)")
-        for name, spec in (("JAUAP_LOGIN_LIMITS", self.login_limits), ("JAUAP_APPEAL_LIMITS", self.appeal_limits)):
+        for name, spec in (("JAUAP_LOGIN_LIMITS", self.login_limits), ("JAUAP_APPEAL_LIMITS", self.appeal_limits),
+                           ("JAUAP_OPEN311_LIMITS", self.open311_limits)):
             try:
                 parse_limits(spec)
             except ValueError:
@@ -236,6 +254,25 @@ class Config:
             problems.append("JAUAP_CORS_ORIGINS must list https:// origins only")
         if problems:
             raise UnsafeConfigError("refusing to start in production: " + "; ".join(problems))
+
+    def postgres_connect_args(self) -> dict:
+        """libpq parameters: connect and statement limits, and TCP probes for a database host that vanished.
+
+        ``connect_timeout`` covers a server that accepts but never completes the start-up;
+        ``statement_timeout`` and ``lock_timeout`` a query stuck on the server (a lock held by a
+        transaction that will not end); ``idle_in_transaction_session_timeout`` such a transaction
+        itself; keepalives and ``tcp_user_timeout`` a host that stopped answering at the TCP level.
+        A limit of 0 turns it off (PostgreSQL's own meaning).
+        """
+        options = " ".join(f"-c {name}={value}" for name, value in (
+            ("statement_timeout", self.db_statement_timeout_ms),
+            ("lock_timeout", self.db_lock_timeout_ms),
+            ("idle_in_transaction_session_timeout", self.db_idle_in_transaction_timeout_ms)))
+        args: dict = {"options": options, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                      "keepalives_count": 3, "tcp_user_timeout": 30_000}
+        if self.db_connect_timeout_s > 0:
+            args["connect_timeout"] = self.db_connect_timeout_s
+        return args
 
     def to_flask(self) -> dict:
         """Return the Flask/extension config mapping for these settings."""
@@ -250,7 +287,10 @@ class Config:
                 import sqlite3 as sqlite_module
             engine_options = {"module": sqlite_module, "connect_args": {"timeout": 30, "check_same_thread": False}}
         else:
-            engine_options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+            engine_options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20,
+                              # a request waits this long for a pooled connection, then gets a 503
+                              "pool_timeout": max(1, self.db_connect_timeout_s * 2),
+                              "connect_args": self.postgres_connect_args()}
         cfg = {
             "JAUAP_ENV": self.env,
             "SECRET_KEY": self.secret_key,
@@ -290,7 +330,12 @@ class Config:
             "JAUAP_REPORT_LIMITS": self.report_limits,
             "JAUAP_LOGIN_LIMITS": self.login_limits,
             "JAUAP_APPEAL_LIMITS": self.appeal_limits,
+            "JAUAP_OPEN311_LIMITS": self.open311_limits,
             "JAUAP_PROXY_HOPS": self.proxy_hops,
+            "JAUAP_DB_CONNECT_TIMEOUT_S": self.db_connect_timeout_s,
+            "JAUAP_DB_STATEMENT_TIMEOUT_MS": self.db_statement_timeout_ms,
+            "JAUAP_DB_LOCK_TIMEOUT_MS": self.db_lock_timeout_ms,
+            "JAUAP_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": self.db_idle_in_transaction_timeout_ms,
             "JAUAP_FEEDBACK_WINDOW_DAYS": self.feedback_window_days,
             "JAUAP_PUBLIC_URL": self.public_url,
             "JAUAP_TELEGRAM_BOT_TOKEN": self.telegram_bot_token,
@@ -301,6 +346,7 @@ class Config:
             "JAUAP_META_PAGE_TOKEN": self.meta_page_token,
             "JAUAP_WHATSAPP_TOKEN": self.whatsapp_token,
             "JAUAP_WHATSAPP_PHONE_ID": self.whatsapp_phone_id,
+            "JAUAP_WHATSAPP_TEMPLATE": self.whatsapp_template,
             "JAUAP_GRAPH_API_BASE": self.graph_api_base,
             "JAUAP_CHANNEL_MEDIA_HOSTS": self.media_hosts,
             "JAUAP_CHANNELS_ALLOW_LOOPBACK": self.channels_allow_loopback,
@@ -338,5 +384,6 @@ def TestConfig(database_url: str, instance_path: str, **extra) -> Config:  # noq
         # High enough that no test is throttled by accident; tests of the limits pass low ones.
         login_limits="100000/60",
         appeal_limits="100000/60",
+        open311_limits="100000/60",
         extra=extra,
     )

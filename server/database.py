@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 
 def is_sqlite(engine_or_url) -> bool:
@@ -46,3 +47,20 @@ def configure_engine(engine: Engine, spatialite_library: str) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def end_sessions_safely(app, db) -> None:
+    """Close each request's session before Flask-SQLAlchemy's own teardown (teardowns run in reverse
+    order of registration: call this after ``db.init_app``).
+
+    Closing rolls back the connection's open transaction. If the database went away after the
+    answer was made, that rollback fails; the connection is then dropped (invalidated) instead,
+    and the answer stands rather than becoming a 500.
+    """
+
+    @app.teardown_appcontext
+    def _end_session(_exc):
+        try:
+            db.session.close()
+        except DBAPIError:
+            db.session().invalidate()

@@ -73,3 +73,38 @@ def test_models_and_migrations_do_not_drift(app):
                                                          "target_metadata": metadata})
             diff = compare_metadata(ctx, metadata)
         assert diff == [], diff
+
+
+def test_migrations_are_not_cut_by_the_apps_statement_timeout(backend, tmp_path):
+    """An index over years of appeals may outlast JAUAP_DB_STATEMENT_TIMEOUT_MS: env.py runs the
+    migrations without it (here 1 ms, shorter than SQLAlchemy's own first-connect queries, which the
+    old SET-after-connect design let cut) while the app's connections keep it."""
+    from dataclasses import replace
+
+    import pytest
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    from server import create_app
+    from server.config import TestConfig
+
+    if backend.name != "postgis":
+        pytest.skip("a PostgreSQL setting; SQLite has no statement limit")
+    name = f"jauap_test_limit_{backend.tag}"
+    _pg_create(name)
+    backend._copies.append(name)
+    app = create_app(replace(TestConfig(_pg_url(name), str(tmp_path / "inst")), db_statement_timeout_ms=1))
+    with app.app_context():
+        upgrade(directory=MIGRATIONS)
+        # the app's own engine still carries the limit: a 50 ms statement is cut
+        with pytest.raises(DBAPIError, match="statement timeout"), db.engine.connect() as conn:
+            conn.execute(text("SELECT pg_sleep(0.05)"))
+        db.session.remove()
+        db.engine.dispose()
+    plain = create_engine(_pg_url(name))
+    try:
+        assert "appeal_event" in set(inspect(plain).get_table_names())
+        with plain.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    finally:
+        plain.dispose()

@@ -13,154 +13,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from server.config import REPO_ROOT
 from server.extensions import db
 from server.models import Appeal, Sector
-from tests.conftest import APPEAL, PASSWORD, make_app, make_staff
+from tests.conftest import APPEAL, make_app, make_staff
 from tests.realtime_server import Listener
+from tests.servers import RedisServer, ServerProcess
 
 # Only the PostGIS half of the session-wide ``backend`` fixture (under CI=true it fails without PostGIS).
 pytestmark = [pytest.mark.postgis, pytest.mark.parametrize("backend", ["postgis"], indirect=True)]
 
 DELIVERY_S = 2.0  # the goal: an event caused on one process reaches clients of another within 2 s
-SECRET = "multiprocess-test-secret-0123456789-abcdefghij"
-WORKER_CLASS = os.environ.get("JAUAP_TEST_WORKER_CLASS", "gevent")  # gevent (production) | gthread
-START_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-class RedisServer:
-    """A private ``redis-server`` on a free loopback port, no persistence."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log = workdir / f"redis-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        cmd = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(self.workdir), "--logfile", str(self.log)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{_tail(self.log)}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not answer PING on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
-class ServerProcess:
-    """One production-style Jauap process: gunicorn, one worker, on a free loopback port."""
-
-    def __init__(self, name: str, database_url: str, redis_url: str, workdir: Path):
-        self.name = name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / f"server-{name}.log"
-        self.instance = workdir / f"instance-{name}"
-        self.database_url = database_url
-        self.redis_url = redis_url
-        self.proc: subprocess.Popen | None = None
-
-    def command(self) -> list[str]:
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        cmd = [str(gunicorn) if gunicorn.exists() else "gunicorn", "-w", "1", "--bind", f"127.0.0.1:{self.port}",
-               "--graceful-timeout", "3", "--log-level", "warning"]
-        if WORKER_CLASS == "gevent":
-            cmd += ["-k", "gevent"]
-        else:
-            cmd += ["-k", "gthread", "--threads", "8"]
-        return [*cmd, "server:create_app()"]
-
-    def start(self) -> ServerProcess:
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.database_url,
-            "JAUAP_REDIS_URL": self.redis_url,
-            "JAUAP_ASYNC_MODE": "gevent" if WORKER_CLASS == "gevent" else "threading",
-            "JAUAP_SECRET_KEY": SECRET,
-            "JAUAP_INSTANCE_PATH": str(self.instance),
-            "JAUAP_CONNECTION_SWEEP_S": "1",
-        }
-        with open(self.log, "wb") as out:
-            # Own session, so stop() can end the master and its worker together.
-            self.proc = subprocess.Popen(self.command(), cwd=REPO_ROOT, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server {self.name} exited with {self.proc.returncode}:\n{_tail(self.log)}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            time.sleep(0.1)
-        raise RuntimeError(f"server {self.name} not ready in {START_TIMEOUT_S:.0f} s:\n{_tail(self.log)}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-
-    def token(self, username: str) -> str:
-        res = requests.post(f"{self.url}/api/v1/auth/token", json={"username": username, "password": PASSWORD},
-                            timeout=10)
-        assert res.status_code == 200, res.text
-        return res.json()["token"]
-
-    def post_appeal(self, token: str, **overrides) -> requests.Response:
-        return requests.post(f"{self.url}/api/v1/appeals", json={**APPEAL, **overrides},
-                             headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 @pytest.fixture
@@ -310,6 +179,21 @@ def test_losing_redis_degrades_realtime_only(database, redis_server, start_serve
     assert requests.get(f"{b.url}/readyz", timeout=5).status_code == 200
     # nothing crossed while the queue was down (the clients catch up with GET /api/v1/events)
     assert not set(ids) & centre_a.appeal_ids()
+    # The login limit falls back to per-process counting: it still holds while Redis is away.
+    # (Fixed 60 s windows: if one ends mid-loop the count restarts once, so allow up to 20 failures first.)
+    attempts = []
+    while len(attempts) < 21 and (not attempts or attempts[-1].status_code == 401):
+        attempts.append(requests.post(f"{b.url}/api/v1/auth/token", json={"username": "f6", "password": "wrong"},
+                                      timeout=10))
+    codes = [r.status_code for r in attempts]
+    assert codes[-1] == 429 and 10 <= codes.count(401) <= 20, codes
+    assert int(attempts[-1].headers["Retry-After"]) > 0
+    # No event is lost: the catch-up read returns every event written while Redis was away.
+    last_seen = max(centre_a.ids())
+    caught_up = requests.get(f"{a.url}/api/v1/events", params={"after": last_seen}, headers=disp_headers, timeout=10)
+    assert caught_up.status_code == 200
+    registered = {e["appeal"]["id"] for e in caught_up.json()["items"] if e["kind"] == "appeal.registered"}
+    assert registered == set(ids)
 
     # Redis back: each process's subscriber reconnects by itself (python-socketio retries after 1, 2, 4 ... s)
     redis_server.start()
