@@ -127,7 +127,8 @@ export class AppealLayer {
     } else if (this._changed(m.appeal, a)) {
       m.appeal = { ...m.appeal, ...a };
       this._restyle(m);
-      this.cluster.refreshClusters(m);
+      // An array: markercluster wraps only an L.Marker itself, and walks any other object's properties.
+      this.cluster.refreshClusters([m]);
     } else {
       m.appeal = { ...m.appeal, ...a };
     }

@@ -23,6 +23,8 @@ const MOVE_DEBOUNCE_MS = 350;
 const RESYNC_MS = 300000; // SLA states age without events: refresh the snapshot now and then
 const STAFF_TTL_MS = 30000;
 const RECENT_KEEP = 500;
+const APPLIED_KEEP = 20000; // appeals whose last applied event id is remembered
+const REFLECTED_WINDOW = 300; // = REFLECTED_WINDOW in server/services/mapview.py
 // Who may call what (server/security.py): asking without the right only logs a 403 in the console.
 const CAN_REASSIGN = ["dispatcher", "unit_head"];
 const CAN_LIST_STAFF = ["dispatcher", "unit_head", "admin"];
@@ -150,8 +152,15 @@ async function main() {
     detail.show(id);
   }
 
+  // The last event id applied to each appeal's marker: an older event that arrives late (ids are not
+  // committed in order) is listed in the feed but must not roll the marker back.
+  const appliedId = new Map();
   function applyToLayer(ev) {
     const a = ev.appeal;
+    if (ev.id < (appliedId.get(a.id) ?? 0)) return;
+    appliedId.delete(a.id); // re-insert: the map stays in order of use, so the oldest entries go first
+    appliedId.set(a.id, ev.id);
+    if (appliedId.size > APPLIED_KEEP) appliedId.delete(appliedId.keys().next().value);
     if (!isOpen(a.status) || a.lat === null || a.lon === null || !filters.matches(a)) {
       layer.remove(a.id);
       return;
@@ -198,19 +207,23 @@ async function main() {
       if (known?.due_at) a.due_at = known.due_at;
     }
     layer.replaceAll(appeals);
-    // Events newer than the snapshot that arrived while it loaded.
-    for (const ev of state.recent) if (ev.id > res.last_event_id) applyToLayer(ev);
+    // Events that arrived while it loaded and that it does not show: newer, or committed late below its id.
+    const reflected = new Set(res.reflected_event_ids || []);
+    const windowFloor = res.last_event_id - REFLECTED_WINDOW;
+    for (const ev of state.recent) {
+      if (ev.id > res.last_event_id || (ev.id > windowFloor && !reflected.has(ev.id))) applyToLayer(ev);
+    }
     state.fetched = { bounds: box, q };
     showCount(layer);
-    return res.last_event_id;
+    return { lastId: res.last_event_id, reflectedIds: res.reflected_event_ids || [] };
   }
 
   // The first snapshot fixes where the live stream starts, so nothing may supersede it: moves and
   // filter changes are listened to only once it is in.
-  let lastId = await loadSnapshot(true);
-  while (lastId === null) {
+  let first = await loadSnapshot(true);
+  while (first === null) {
     await new Promise((resolve) => setTimeout(resolve, 3000));
-    lastId = await loadSnapshot(true);
+    first = await loadSnapshot(true);
   }
   let moveTimer = null;
   map.on("moveend", () => {
@@ -224,7 +237,8 @@ async function main() {
   $("[data-js=filter-staff]").closest("label").hidden = !positionsAllowed;
   staffLayer.setVisible(positionsAllowed && filters.showStaff);
   connectLive({
-    lastId,
+    lastId: first.lastId,
+    reflectedIds: first.reflectedIds,
     onEvent,
     onStatus: setConnection,
     onResync: async () => {

@@ -59,7 +59,10 @@ export class StaffLayer {
       const parts = [p.name, p.unit, t(p.on_duty ? "reassign.on_duty" : "reassign.off_duty"),
         (p.stale ? t("staff.stale_at", { time: formatDateTime(p.recorded_at) }) : formatDateTime(p.recorded_at))];
       if (p.accuracy_m) parts.push(`±${Math.round(p.accuracy_m)} ${t("unit.m")}`);
-      marker.bindTooltip(parts.filter(Boolean).join(" · "), { direction: "top", offset: [0, -12] });
+      // An element, not a string: Leaflet puts a string tooltip in as HTML, and a staff name is text.
+      const tip = document.createElement("span");
+      tip.textContent = parts.filter(Boolean).join(" · ");
+      marker.bindTooltip(tip, { direction: "top", offset: [0, -12] });
       marker.addTo(this.group);
     }
   }

@@ -15,7 +15,8 @@ from server.services import mapview
 @bp.get("/map/appeals")
 @endpoint(query=MapQuery, tags=["live"])
 def map_appeals(query: MapQuery):
-    """Open appeals in a box as compact rows (``fields`` names the columns), with the last event id."""
+    """Open appeals in a box as compact rows (``fields`` names the columns), with the last event id and the
+    event ids the snapshot saw in the look-back window (``reflected_event_ids``)."""
     return jsonify(mapview.open_appeals(viewer(), utcnow(), **query.model_dump()))
 
 

@@ -36,6 +36,7 @@ from server.realtime import publish
 from server.services import outbox, replies
 from server.services.evidence import media_root
 from server.services.lifecycle import CITIZEN, record_event
+from server.services.replay import lock_appeal
 
 log = logging.getLogger(__name__)
 BATCH = 5  # photos are larger than messages: a few per pass
@@ -114,7 +115,10 @@ def _attach(claim: Claim, facts: media.ImageFacts, now: datetime) -> str:
     if row is None or row.state != "sending" or row.attempts != claim.attempts:
         db.session.rollback()  # another worker took the row over meanwhile
         return ""
-    appeal = db.session.get(Appeal, claim.appeal_id)
+    # The appeal row locked and read afresh: the event carries the appeal's state as of this commit, and its
+    # id is taken after every earlier writer of this appeal committed (live clients order by id per appeal).
+    lock_appeal(claim.appeal_id)
+    appeal = db.session.get(Appeal, claim.appeal_id, populate_existing=True)
     events = []
     photo = db.session.scalar(select(Attachment).where(Attachment.appeal_id == claim.appeal_id,
                                                        Attachment.kind == "citizen",

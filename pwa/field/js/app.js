@@ -321,11 +321,22 @@ async function discardItem(item) {
 
 /* ---------- live ---------- */
 
+// The last event id seen per appeal: ids are not committed in order, so an older event may arrive after a
+// newer one; it still triggers a refresh (the server has the current state) but never a "new assignment" alert.
+const lastEventOf = new Map();
+const LAST_EVENT_KEEP = 2000;
+
 function onLiveEvent(ev) {
   const a = ev.appeal || {};
+  const late = ev.id < (lastEventOf.get(a.id) ?? 0);
+  if (!late) {
+    lastEventOf.delete(a.id);
+    lastEventOf.set(a.id, ev.id);
+    if (lastEventOf.size > LAST_EVENT_KEEP) lastEventOf.delete(lastEventOf.keys().next().value);
+  }
   const mineNow = a.assignee_id === state.me?.id;
   const listed = state.work.some((x) => x.id === a.id);
-  if (mineNow && !listed && NEW_KINDS.has(ev.kind)) {
+  if (!late && mineNow && !listed && NEW_KINDS.has(ev.kind)) {
     alertNew();
     toast(t("field.new_assignment", { reg_no: a.reg_no }), "info");
   }
