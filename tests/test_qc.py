@@ -10,7 +10,7 @@ from sqlalchemy import select
 from server.extensions import db
 from server.models import Appeal, AuditEntry, CallbackSample, Feedback, OutboundMessage, Unit
 from server.models.types import utcnow
-from server.services import qc
+from server.services import audit, qc
 from server.services.lifecycle import SYSTEM, Actor, transition
 from tests.conftest import appeal_body, make_staff
 
@@ -72,6 +72,50 @@ def test_queue_lists_resolved_work_flagged_first_with_evidence(client, desk, as_
     assert set(kinds) >= {"appeal", "arrive", "resolve"} and item["flagged"] is True
     assert 2000 < kinds["resolve"]["distance_m"] < 2500  # 0.02° of latitude is about 2.2 km
     assert kinds["appeal"]["distance_m"] == 0.0
+
+
+def test_the_queue_reads_the_same_number_of_queries_for_3_or_12_appeals(client, desk, as_role):
+    """The queue carries each appeal's evidence; it used to read it appeal by appeal (N+1 queries),
+    which made it the slowest read under load (bench/README.md, "Load (issue 7)")."""
+    import uuid
+
+    from sqlalchemy import event
+
+    from server.models import Attachment
+
+    _i, headers = as_role("inspector")
+
+    def queries_for_queue() -> tuple[int, int]:
+        seen = []
+
+        def count(*_args):
+            seen.append(1)
+
+        engine = db.engine
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            res = client.get("/api/v1/qc/queue?limit=50", headers=headers)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert res.status_code == 200
+        return len(res.json["items"]), len(seen)
+
+    def add(n: int) -> None:
+        for i in range(n):
+            appeal = desk()
+            resolve(appeal, T + timedelta(minutes=i))
+            db.session.add(Attachment(public_id=uuid.uuid4().hex[:20], appeal_id=appeal.id, kind="after",
+                                      sha256=uuid.uuid4().hex * 2, mime="image/jpeg", size_bytes=10, width=4,
+                                      height=3, uploaded_by_id=appeal.assignee_id, created_at=T,
+                                      exif_lat=43.2976, exif_lon=68.2511))
+            db.session.commit()
+
+    add(3)
+    few, few_queries = queries_for_queue()
+    add(9)
+    many, many_queries = queries_for_queue()
+    assert (few, many) == (3, 12)
+    assert many_queries == few_queries, (few_queries, many_queries)
 
 
 def test_approve_verifies_answers_and_queues_the_reply(client, desk, as_role, app, monkeypatch):
@@ -141,6 +185,7 @@ def test_callbacks_draw_once_a_day_show_contact_and_record_the_outcome(client, d
     # The same day: the same sample, not a new draw.
     assert sorted(i["appeal_id"] for i in client.get("/api/v1/qc/callbacks", headers=headers).json["items"]
                   if i["appeal_id"] in closed) == drawn
+    audit.seal_all()  # the contact views wait in audit_pending until they are chained
     views = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "contact.view",
                                                         AuditEntry.actor_id == analyst.id))
     assert {int(e.object_id) for e in views} >= set(drawn)

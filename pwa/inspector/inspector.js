@@ -14,7 +14,44 @@ const POINT_STYLE = {
   arrive: { color: "#b3261e", cls: "pt-device" },
   resolve: { color: "#b3261e", cls: "pt-device" },
 };
-const state = { me: null, cfg: null, tab: null, maps: [] };
+const state = { me: null, cfg: null, tab: null, maps: [], loadSeq: {}, epoch: 0, acted: new Map() };
+
+// A reload and an action can cross: a list fetched before an approve still holds the approved item, and
+// two reloads (a language switch while the first one is in flight) can answer out of order. So only the
+// newest load of a list renders, and it drops the items this page acted on after that load had started
+// (an item acted on earlier is the server's to show again, e.g. an appeal returned to QC a second time).
+async function fetchFresh(kind, path, opts = {}) {
+  const seq = (state.loadSeq[kind] || 0) + 1;
+  state.loadSeq[kind] = seq;
+  const startEpoch = state.epoch;
+  const data = await api(path, opts);
+  if (state.loadSeq[kind] !== seq) return null;
+  return data.items.filter((it) => !((state.acted.get(`${kind}:${it.id}`) ?? -1) > startEpoch));
+}
+
+/** Remember that this page acted on an item, so that an older reload in flight does not bring it back. */
+function markActed(kind, id) {
+  state.epoch += 1;
+  state.acted.set(`${kind}:${id}`, state.epoch);
+}
+
+/** Run one POST for an item's form: buttons off while it runs, the item gone on success, the error shown. */
+async function submitItem(kind, id, node, path, body, emptyBox, listBox) {
+  const err = $("[data-js=item-error]", node);
+  const buttons = node.querySelectorAll("button");
+  err.textContent = "";
+  buttons.forEach((b) => { b.disabled = true; });
+  try {
+    await api(path, { method: "POST", body });
+    markActed(kind, id);
+    node.remove();
+    if (!$(listBox).children.length) $(emptyBox).hidden = false;
+  } catch (e) {
+    err.textContent = e instanceof ApiError ? e.message : t("common.network_error");
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+  }
+}
 
 function showError(err) {
   const box = $("[data-js=error]");
@@ -92,17 +129,8 @@ function renderQueueItem(item) {
   }
   const answer = $("[data-js=approve] textarea", node);
   answer.value = t("qc.default_answer");
-  const err = $("[data-js=item-error]", node);
-  const act = async (path, body) => {
-    err.textContent = "";
-    try {
-      await api(path, { method: "POST", body });
-      node.remove();
-      if (!$("[data-js=queue]").children.length) $("[data-js=queue-empty]").hidden = false;
-    } catch (e) {
-      err.textContent = e instanceof ApiError ? e.message : t("common.network_error");
-    }
-  };
+  const act = (path, body) => submitItem("queue", item.id, node, path, body, "[data-js=queue-empty]",
+    "[data-js=queue]");
   $("[data-js=approve]", node).addEventListener("submit", (ev) => {
     ev.preventDefault();
     act(`/api/v1/qc/appeals/${item.id}/approve`, { answer: answer.value });
@@ -115,13 +143,14 @@ function renderQueueItem(item) {
 }
 
 async function loadQueue() {
-  const data = await api("/api/v1/qc/queue", { lang: true });
+  const items = await fetchFresh("queue", "/api/v1/qc/queue", { lang: true });
+  if (!items) return;
   state.maps.forEach((m) => m.remove());
   state.maps = [];
   const box = $("[data-js=queue]");
   box.replaceChildren();
-  $("[data-js=queue-empty]").hidden = data.items.length > 0;
-  for (const item of data.items) {
+  $("[data-js=queue-empty]").hidden = items.length > 0;
+  for (const item of items) {
     const { node, points } = renderQueueItem(item);
     box.append(node);
     drawMap($("[data-js=map]", node), points);
@@ -138,28 +167,22 @@ function renderCallback(item) {
     item.closed_at && formatDateTime(item.closed_at)].filter(Boolean).join(" · ");
   $("[data-js=answer]", node).textContent = item.answer || "";
   const form = $("[data-js=outcome]", node);
-  const err = $("[data-js=item-error]", node);
-  form.addEventListener("submit", async (ev) => {
+  form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    err.textContent = "";
     const reached = form.reached.value === "yes";
     const body = { reached, comment: form.comment.value || null,
       satisfied: reached && form.satisfied.value ? Number(form.satisfied.value) : null };
-    try {
-      await api(`/api/v1/qc/callbacks/${item.id}`, { method: "POST", body });
-      node.remove();
-      if (!$("[data-js=callbacks]").children.length) $("[data-js=cb-empty]").hidden = false;
-    } catch (e) {
-      err.textContent = e instanceof ApiError ? e.message : t("common.network_error");
-    }
+    submitItem("callbacks", item.id, node, `/api/v1/qc/callbacks/${item.id}`, body, "[data-js=cb-empty]",
+      "[data-js=callbacks]");
   });
   return node;
 }
 
 async function loadCallbacks() {
-  const data = await api("/api/v1/qc/callbacks", { lang: true });
-  $("[data-js=callbacks]").replaceChildren(...data.items.map(renderCallback));
-  $("[data-js=cb-empty]").hidden = data.items.length > 0;
+  const items = await fetchFresh("callbacks", "/api/v1/qc/callbacks", { lang: true });
+  if (!items) return;
+  $("[data-js=callbacks]").replaceChildren(...items.map(renderCallback));
+  $("[data-js=cb-empty]").hidden = items.length > 0;
 }
 
 function pct(x) {
@@ -167,8 +190,9 @@ function pct(x) {
 }
 
 async function loadUnits() {
-  const data = await api("/api/v1/qc/units");
-  const rows = data.items.map((u) => {
+  const units = await fetchFresh("units", "/api/v1/qc/units");
+  if (!units) return;
+  const rows = units.map((u) => {
     const tr = document.createElement("tr");
     const cells = [u.unit, u.mean_rating ?? "—", pct(u.dispute_rate), u.callback_satisfaction ?? "—",
       pct(u.returned_rate)];

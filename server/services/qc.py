@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, case, func, select, true
+from sqlalchemy.orm import selectinload
 
 from geo.distance import geodesic_distance_m
 from server import geosql
@@ -53,13 +54,12 @@ def _distance(point, lon, lat) -> float | None:
     return round(geodesic_distance_m(point[0], point[1], lon, lat), 1)
 
 
-def evidence_for(appeal: Appeal) -> Evidence:
-    """The evidence of ``appeal``: photos and the device, appeal and EXIF positions with distances."""
+EVIDENCE_KINDS = ("appeal.on_site", "appeal.resolved")
+
+
+def _evidence(appeal: Appeal, events: list[AppealEvent], photos: list[Attachment]) -> Evidence:
+    """Assemble the evidence of ``appeal`` from its arrive/resolve events and photos (both in id order)."""
     point = geosql.lonlat(appeal.location)
-    events = list(db.session.scalars(
-        select(AppealEvent).where(AppealEvent.appeal_id == appeal.id,
-                                  AppealEvent.kind.in_(("appeal.on_site", "appeal.resolved")))
-        .order_by(AppealEvent.id)))
     points: list[dict] = []
     if point is not None:
         points.append({"kind": "appeal", "lon": point[0], "lat": point[1], "distance_m": 0.0})
@@ -73,8 +73,6 @@ def evidence_for(appeal: Appeal) -> Evidence:
                            "lat": pos["lat"], "accuracy_m": pos.get("accuracy_m"),
                            "distance_m": _distance(point, pos["lon"], pos["lat"]),
                            "flagged": bool((ev.data or {}).get("flagged"))})
-    photos = list(db.session.scalars(select(Attachment).where(Attachment.appeal_id == appeal.id)
-                                     .order_by(Attachment.id)))
     for photo in photos:
         if photo.exif_lat is not None and photo.exif_lon is not None:
             points.append({"kind": f"photo_{photo.kind}", "lon": photo.exif_lon, "lat": photo.exif_lat,
@@ -83,13 +81,36 @@ def evidence_for(appeal: Appeal) -> Evidence:
     return Evidence(appeal=appeal, resolved_at=resolved_at, photos=photos, points=points)
 
 
+def evidence_for_many(appeals: list[Appeal]) -> list[Evidence]:
+    """The evidence of each of ``appeals`` (photos; device, appeal and EXIF positions with distances).
+
+    In their order, in a fixed number of queries.
+
+    The inspection queue used to read events and photos appeal by appeal (two queries each, plus
+    the unit and assignee), which made it the slowest read under load.
+    """
+    ids = [a.id for a in appeals]
+    events: dict[int, list[AppealEvent]] = {i: [] for i in ids}
+    photos: dict[int, list[Attachment]] = {i: [] for i in ids}
+    if ids:
+        for ev in db.session.scalars(select(AppealEvent).where(AppealEvent.appeal_id.in_(ids),
+                                                               AppealEvent.kind.in_(EVIDENCE_KINDS))
+                                     .order_by(AppealEvent.id)):
+            events[ev.appeal_id].append(ev)
+        for photo in db.session.scalars(select(Attachment).where(Attachment.appeal_id.in_(ids))
+                                        .order_by(Attachment.id)):
+            photos[photo.appeal_id].append(photo)
+    return [_evidence(a, events[a.id], photos[a.id]) for a in appeals]
+
+
 def inspection_queue(limit: int = 50) -> list[Evidence]:
     """Resolved appeals awaiting verification: flagged first, then the longest waiting first."""
-    rows = db.session.scalars(
+    rows = list(db.session.scalars(
         select(Appeal).where(Appeal.status == "resolved")
+        .options(selectinload(Appeal.unit), selectinload(Appeal.assignee))
         .order_by(case((Appeal.flagged_at.is_(None), 1), else_=0), Appeal.updated_at, Appeal.id)
-        .limit(limit))
-    return [evidence_for(a) for a in rows]
+        .limit(limit)))
+    return evidence_for_many(rows)
 
 
 def _resolved(appeal_id: int) -> Appeal:

@@ -64,3 +64,34 @@ def test_inspector_checks_and_approves_on_a_phone_in_three_languages(live, api, 
     with committed_app.app_context():
         status = db.session.scalar(db.select(Appeal.status).where(Appeal.reg_no == reg_no))
     assert status == "answered"
+
+
+def test_a_queue_reload_that_crosses_an_approve_does_not_bring_the_item_back(live, api, open_page, committed_app):
+    """The language switch reloads the queue; if that reload was read before the approve committed, its
+    stale list must not re-render the approved appeal (the CI flake of session 3, made deterministic)."""
+    reg_no = resolved_appeal(committed_app, api)
+    page, console = open_page("insp", "/inspector/", viewport=(390, 844))
+    page.wait_for_selector("body[data-ready='1']")
+    item = page.locator(".js-queue > li", has_text=reg_no)
+    item.wait_for()
+    held = []
+
+    def hold(route):
+        # Read the queue now (the appeal is still in it), answer the page only after the approve.
+        held.append((route, route.fetch()))
+
+    page.route("**/api/v1/qc/queue?lang=kk*", hold)
+    page.click('.lang-btn[data-lang="kk"]')
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(25)
+    assert held, "the language switch did not reload the queue"
+    with page.expect_response(lambda r: r.url.endswith("/approve?lang=kk") or "/approve" in r.url) as resp:
+        item.locator("[data-js=approve] button").click()
+    assert resp.value.status == 200
+    route, stale = held[0]
+    route.fulfill(response=stale)
+    page.wait_for_selector("[data-js=queue-empty]", state="visible")
+    assert page.locator(".js-queue > li", has_text=reg_no).count() == 0
+    assert console.errors == []
