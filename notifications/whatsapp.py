@@ -11,7 +11,10 @@
   or uploaded first to ``/{phone-number-id}/media`` and sent by media id.
 
 Free-form messages reach a citizen within 24 hours of their last message; later ones are refused
-by WhatsApp (code 131047) and end ``permanent`` - approved message templates are the way past that.
+by WhatsApp (code 131047). A payload may carry ``{"template": {"name", "language", "params"}}``:
+an approved message template (body parameters in order) sent instead when WhatsApp refuses the
+free-form message for that reason - an answer given days after the citizen wrote still reaches
+them. Without one, such a message ends ``permanent``.
 
 :meth:`WhatsAppCloud.download` resolves a media id to its short-lived URL (``GET /{media-id}``)
 and downloads it with the same bearer token, if the URL's host is allowed by the media policy.
@@ -25,7 +28,7 @@ from pathlib import Path
 import requests
 
 from notifications.base import DeliveryResult
-from notifications.meta import classify, json_of
+from notifications.meta import classify, graph_error, json_of
 from notifications.provider import (
     DEFAULT_TIMEOUT_S,
     FetchError,
@@ -44,6 +47,8 @@ BUTTON_TITLE = 20
 ROW_TITLE = 24
 MAX_BUTTONS = 3
 MAX_ROWS = 10
+REENGAGEMENT = 131047  # more than 24 hours since the citizen last wrote: only a template may go now
+PARAM_LIMIT = 300  # a template body parameter (the body as a whole is limited to 1024)
 
 
 class WhatsAppCloud:
@@ -70,16 +75,26 @@ class WhatsAppCloud:
         to = recipient.get("address")
         if not to:
             return DeliveryResult.permanent(None, "no wa_id")
+        message, failure = self._message(str(to), payload)
+        if failure is not None:
+            return failure
+        result, code = self._post(message)
+        template = payload.get("template")
+        if code == REENGAGEMENT and isinstance(template, Mapping) and template.get("name"):
+            result, _code = self._post(template_message(str(to), template))
+        return result
+
+    def _message(self, to: str, payload: Mapping) -> tuple[dict, DeliveryResult | None]:
         text = payload.get("text") or ""
-        message: dict = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": str(to)}
+        message: dict = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to}
         if payload.get("photo_url") or payload.get("photo_file"):
             image, failure = self._image(payload)
             if failure is not None:
-                return failure
+                return {}, failure
             if text:
                 image["caption"] = clip(text, BODY_LIMIT)
             message.update(type="image", image=image)
-            return self._post(message)
+            return message, None
         buttons = list(payload.get("buttons") or [])
         if payload.get("request_location"):
             message.update(type="interactive", interactive={
@@ -100,7 +115,7 @@ class WhatsAppCloud:
         else:
             message.update(type="text", text={"body": clip(numbered(text, buttons), TEXT_LIMIT),
                                               "preview_url": True})
-        return self._post(message)
+        return message, None
 
     def _image(self, payload: Mapping) -> tuple[dict, DeliveryResult | None]:
         if payload.get("photo_url"):
@@ -126,13 +141,15 @@ class WhatsAppCloud:
             return {}, DeliveryResult.retry(response.status_code, None, "media upload gave no id")
         return {"id": str(media_id)}, None
 
-    def _post(self, message: Mapping) -> DeliveryResult:
+    def _post(self, message: Mapping) -> tuple[DeliveryResult, int | None]:
+        """Post one message: the outcome, and the Graph error code when it was refused."""
         try:
             response = self._session.post(f"{self._base}/{self._phone_id}/messages", json=message,
                                           headers=self._auth, timeout=self.timeout_s)
         except requests.RequestException as exc:
-            return network_failure(exc, [self._token])
-        return classify(response)
+            return network_failure(exc, [self._token]), None
+        result = classify(response)
+        return result, (None if result.ok else graph_error(json_of(response))[0])
 
     def download(self, media_id: str, *, limit: int) -> bytes:
         """The bytes of a media id from a webhook (``GET /{media-id}`` -> URL -> bytes); FetchError on failure."""
@@ -160,3 +177,18 @@ class WhatsAppCloud:
     def close(self) -> None:
         """Close the HTTP session."""
         self._session.close()
+
+
+def template_param(value) -> str:
+    """One body parameter as WhatsApp accepts it: no newlines or tabs, no runs of spaces, not empty."""
+    return clip(" ".join(str(value or "").split()) or "-", PARAM_LIMIT)
+
+
+def template_message(to: str, template: Mapping) -> dict:
+    """The Cloud API message for an approved template: its name, language code and body parameters."""
+    params = [{"type": "text", "text": template_param(p)} for p in template.get("params") or []]
+    body: dict = {"name": str(template["name"]), "language": {"code": str(template.get("language") or "en")}}
+    if params:
+        body["components"] = [{"type": "body", "parameters": params}]
+    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "template",
+            "template": body}

@@ -19,7 +19,7 @@ from server.services.lifecycle import SYSTEM, record_event
 from tests.channel_fixtures import PUBLIC_URL, configured_providers, count, jpeg
 from tests.channel_fixtures import outbox as rows
 from tests.conftest import APPEAL
-from tests.provider_stub import TELEGRAM_TOKEN
+from tests.provider_stub import PHONE_ID, TELEGRAM_TOKEN
 
 URL = "/api/v1/reply-templates"
 CHAT = "582013477"
@@ -298,3 +298,76 @@ def test_an_sms_gateway_failure_is_retried(client, as_role, providers):
     [row] = rows("sms")
     assert row.state == "pending" and row.next_attempt_at > now and "503" in row.last_error
     assert outbox.deliver_due(row.next_attempt_at + timedelta(seconds=1))["sent"] == 1
+
+
+# --- WhatsApp's 24-hour window ----------------------------------------------------------------------
+
+# What the Cloud API answers to free text more than 24 hours after the citizen last wrote (recorded).
+REENGAGEMENT = {"error": {"message": "(#131047) Re-engagement message", "type": "OAuthException", "code": 131047,
+                          "error_data": {"messaging_product": "whatsapp",
+                                         "details": "Message failed to send because more than 24 hours have "
+                                                    "passed since the customer last replied to this number."},
+                          "fbtrace_id": "AbCdEf123"}}
+
+
+def _answered_on_whatsapp(language: str = "ru", handle: str = "77015551234"):
+    appeal, _ = chat_appeal(channel="whatsapp", handle=handle, language=language)
+    appeal.answer_text = "Яма заделана.\nСпасибо за обращение."
+    appeal.status = "answered"
+    replies.queue_for_events([event(appeal, "appeal.answered")], utcnow())
+    return appeal, rows("whatsapp")[-1]
+
+
+def test_a_late_whatsapp_answer_goes_as_the_approved_template(db_session, providers, app):
+    """Before the template, the answer died with code 131047: the usual case, as answers come days later."""
+    app.config["JAUAP_WHATSAPP_TEMPLATE"] = "jauap_appeal_update"
+    appeal, row = _answered_on_whatsapp("kk")
+    link = f"{PUBLIC_URL}/t/{appeal.tracking_token}"
+    assert row.payload["template"] == {"name": "jauap_appeal_update", "language": "kk",
+                                       "params": [appeal.reg_no, replies.STATUS_NAMES["kk"]["answered"], link]}
+    providers.script("/messages", 400, REENGAGEMENT)
+    outbox.deliver_due(utcnow() + timedelta(seconds=1))
+    free, template = providers.sent(f"{PHONE_ID}/messages")
+    assert free.json["type"] == "text" and "Яма заделана." in free.json["text"]["body"]
+    assert template.json["type"] == "template" and template.json["to"] == "77015551234"
+    assert template.json["template"]["name"] == "jauap_appeal_update"
+    assert template.json["template"]["language"] == {"code": "kk"}
+    params = [p["text"] for p in template.json["template"]["components"][0]["parameters"]]
+    assert params == [appeal.reg_no, replies.STATUS_NAMES["kk"]["answered"], link]
+    assert db.session.get(OutboundMessage, row.id).state == "sent"
+
+
+def test_within_the_window_the_free_text_goes_and_no_template(db_session, providers, app):
+    app.config["JAUAP_WHATSAPP_TEMPLATE"] = "jauap_appeal_update"
+    _appeal, row = _answered_on_whatsapp()
+    outbox.deliver_due(utcnow() + timedelta(seconds=1))
+    [call] = providers.sent(f"{PHONE_ID}/messages")
+    assert call.json["type"] == "text" and db.session.get(OutboundMessage, row.id).state == "sent"
+
+
+def test_without_a_template_a_late_answer_ends_dead_and_other_refusals_never_use_it(db_session, providers, app):
+    app.config["JAUAP_WHATSAPP_TEMPLATE"] = None
+    _appeal, row = _answered_on_whatsapp()
+    assert "template" not in row.payload
+    providers.script("/messages", 400, REENGAGEMENT)
+    outbox.deliver_due(utcnow() + timedelta(seconds=1))
+    assert len(providers.sent(f"{PHONE_ID}/messages")) == 1
+    stored = db.session.get(OutboundMessage, row.id)
+    assert stored.state == "dead" and "131047" in stored.last_error
+    # Another refusal (a bad number) does not switch to the template either.
+    app.config["JAUAP_WHATSAPP_TEMPLATE"] = "jauap_appeal_update"
+    _second, other = _answered_on_whatsapp(handle="77015550000")
+    providers.script("/messages", 400, {"error": {"message": "(#131030) Recipient not in allowed list",
+                                                  "code": 131030}})
+    outbox.deliver_due(utcnow() + timedelta(seconds=1))
+    assert len(providers.sent(f"{PHONE_ID}/messages")) == 2
+    assert db.session.get(OutboundMessage, other.id).state == "dead"
+
+
+def test_template_parameters_have_no_newlines_or_space_runs():
+    from notifications.whatsapp import template_message, template_param
+
+    assert template_param("Яма\nзаделана\t  ок") == "Яма заделана ок"
+    assert template_param("") == "-" and len(template_param("x" * 2000)) <= 300
+    msg = template_message("77015551234", {"name": "t", "language": "ru", "params": []})
+    assert msg["template"] == {"name": "t", "language": {"code": "ru"}}

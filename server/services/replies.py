@@ -62,42 +62,56 @@ CAPTION_LIMIT = 1000  # a photo caption (Telegram 1024, WhatsApp 1024): longer t
 OUTBOX_CHANNEL = {"telegram": "telegram", "whatsapp": "whatsapp", "instagram": "meta", "facebook": "meta",
                   "phone": "sms"}
 
+# The built-in texts: (moment, appeal type or "*") -> {language: text}.
+DEFAULT_TEXTS: dict[tuple[str, str], dict[str, str]] = {
+    ("registered", "*"): {
+        "kk": "Өтінішіңіз {reg_no} нөмірімен тіркелді. Қаралу барысын мына сілтемеден бақылай аласыз: {link}",
+        "ru": "Ваше обращение зарегистрировано под номером {reg_no}. Следить за ходом рассмотрения можно по "
+              "ссылке: {link}",
+        "en": "Your appeal is registered as {reg_no}. Follow its progress here: {link}",
+    },
+    ("registered", "gratitude"): {
+        "kk": "Алғысыңызға рахмет! Ол {reg_no} нөмірімен тіркеліп, иесіне жеткізіледі. {link}",
+        "ru": "Спасибо за тёплые слова! Благодарность зарегистрирована под номером {reg_no} и будет передана "
+              "адресату. {link}",
+        "en": "Thank you for your kind words! They are registered as {reg_no} and will be passed on. {link}",
+    },
+    ("assigned", "*"): {
+        "kk": "{reg_no} өтініші орындаушыға жіберіліп, жұмысқа алынды. Күйі: {status}. {link}",
+        "ru": "Обращение {reg_no} передано исполнителю и взято в работу. Статус: {status}. {link}",
+        "en": "Appeal {reg_no} has been handed to a field team. Status: {status}. {link}",
+    },
+    ("resolved", "*"): {
+        "kk": "{reg_no} өтініші бойынша жұмыс орындалды, нәтиженің суреті қоса беріліп отыр. Тексерілгеннен "
+              "кейін жауап жіберіледі. {link}",
+        "ru": "По обращению {reg_no} работы выполнены, фото результата прилагаем. Ответ придёт после проверки. {link}",
+        "en": "The work on appeal {reg_no} is done; a photo of the result is attached. You will get the answer "
+              "once it is checked. {link}",
+    },
+    ("extended", "*"): {
+        "kk": "{reg_no} өтінішін қарау мерзімі {due} дейін ұзартылды. Себебі: {reason}. {link}",
+        "ru": "Срок рассмотрения обращения {reg_no} продлён до {due}. Причина: {reason}. {link}",
+        "en": "The time to consider appeal {reg_no} is extended to {due}. Reason: {reason}. {link}",
+    },
+    ("forwarded", "*"): {
+        "kk": "{reg_no} өтініші орталықтың құзыретіне жатпайды және тиісті органға жіберілді. Себебі: {reason}. {link}",
+        "ru": "Обращение {reg_no} не относится к компетенции центра и направлено в уполномоченный орган. "
+              "Причина: {reason}. {link}",
+        "en": "Appeal {reg_no} is outside the centre's competence and has been forwarded to the competent body. "
+              "Reason: {reason}. {link}",
+    },
+    ("answered", "*"): {
+        "kk": "{reg_no} өтінішіне жауап:\n{answer}\n\nМәселенің шешілгенін растаңыз немесе 15 күн ішінде жауапқа "
+              "келіспейтініңізді білдіріңіз: {link}",
+        "ru": "Ответ на обращение {reg_no}:\n{answer}\n\nПодтвердите, что проблема решена, или оспорьте ответ в "
+              "течение 15 дней: {link}",
+        "en": "The answer to appeal {reg_no}:\n{answer}\n\nWithin 15 days, confirm the problem is solved or dispute "
+              "the answer: {link}",
+    },
+}
 DEFAULTS: dict[tuple[str, str, str], str] = {
-    ("registered", "*", "kk"): "Өтінішіңіз {reg_no} нөмірімен тіркелді. Қаралу барысын мына сілтемеден "
-                               "бақылай аласыз: {link}",
-    ("registered", "*", "ru"): "Ваше обращение зарегистрировано под номером {reg_no}. Следить за ходом "
-                               "рассмотрения можно по ссылке: {link}",
-    ("registered", "*", "en"): "Your appeal is registered as {reg_no}. Follow its progress here: {link}",
-    ("registered", "gratitude", "kk"): "Алғысыңызға рахмет! Ол {reg_no} нөмірімен тіркеліп, иесіне жеткізіледі. "
-                                       "{link}",
-    ("registered", "gratitude", "ru"): "Спасибо за тёплые слова! Благодарность зарегистрирована под номером "
-                                       "{reg_no} и будет передана адресату. {link}",
-    ("registered", "gratitude", "en"): "Thank you for your kind words! They are registered as {reg_no} and "
-                                       "will be passed on. {link}",
-    ("assigned", "*", "kk"): "{reg_no} өтініші орындаушыға жіберіліп, жұмысқа алынды. Күйі: {status}. {link}",
-    ("assigned", "*", "ru"): "Обращение {reg_no} передано исполнителю и взято в работу. Статус: {status}. {link}",
-    ("assigned", "*", "en"): "Appeal {reg_no} has been handed to a field team. Status: {status}. {link}",
-    ("resolved", "*", "kk"): "{reg_no} өтініші бойынша жұмыс орындалды, нәтиженің суреті қоса беріліп отыр. "
-                             "Тексерілгеннен кейін жауап жіберіледі. {link}",
-    ("resolved", "*", "ru"): "По обращению {reg_no} работы выполнены, фото результата прилагаем. Ответ придёт "
-                             "после проверки. {link}",
-    ("resolved", "*", "en"): "The work on appeal {reg_no} is done; a photo of the result is attached. You will "
-                             "get the answer once it is checked. {link}",
-    ("extended", "*", "kk"): "{reg_no} өтінішін қарау мерзімі {due} дейін ұзартылды. Себебі: {reason}. {link}",
-    ("extended", "*", "ru"): "Срок рассмотрения обращения {reg_no} продлён до {due}. Причина: {reason}. {link}",
-    ("extended", "*", "en"): "The time to consider appeal {reg_no} is extended to {due}. Reason: {reason}. {link}",
-    ("forwarded", "*", "kk"): "{reg_no} өтініші орталықтың құзыретіне жатпайды және тиісті органға жіберілді. "
-                              "Себебі: {reason}. {link}",
-    ("forwarded", "*", "ru"): "Обращение {reg_no} не относится к компетенции центра и направлено в "
-                              "уполномоченный орган. Причина: {reason}. {link}",
-    ("forwarded", "*", "en"): "Appeal {reg_no} is outside the centre's competence and has been forwarded to "
-                              "the competent body. Reason: {reason}. {link}",
-    ("answered", "*", "kk"): "{reg_no} өтінішіне жауап:\n{answer}\n\nМәселенің шешілгенін растаңыз немесе "
-                             "15 күн ішінде жауапқа келіспейтініңізді білдіріңіз: {link}",
-    ("answered", "*", "ru"): "Ответ на обращение {reg_no}:\n{answer}\n\nПодтвердите, что проблема решена, или "
-                             "оспорьте ответ в течение 15 дней: {link}",
-    ("answered", "*", "en"): "The answer to appeal {reg_no}:\n{answer}\n\nWithin 15 days, confirm the problem "
-                             "is solved or dispute the answer: {link}",
+    (moment, appeal_type, language): text
+    for (moment, appeal_type), texts in DEFAULT_TEXTS.items() for language, text in texts.items()
 }
 
 # What the citizen reads for each status (the {status} placeholder).
@@ -197,12 +211,16 @@ def list_templates() -> list[TemplateView]:
     return out
 
 
+def _template_row(moment: str, appeal_type: str, language: str) -> ReplyTemplate | None:
+    return db.session.scalar(select(ReplyTemplate).where(
+        ReplyTemplate.moment == moment, ReplyTemplate.appeal_type == appeal_type, ReplyTemplate.language == language))
+
+
 def save_template(moment: str, appeal_type: str, language: str, body: str, staff: Staff,
                   now: datetime) -> TemplateView:
     """Create or replace the methodologist's text for one key (checked first); flushes."""
     check_body(body)
-    row = db.session.scalar(select(ReplyTemplate).where(
-        ReplyTemplate.moment == moment, ReplyTemplate.appeal_type == appeal_type, ReplyTemplate.language == language))
+    row = _template_row(moment, appeal_type, language)
     if row is None:
         row = ReplyTemplate(moment=moment, appeal_type=appeal_type, language=language)
         db.session.add(row)
@@ -216,8 +234,7 @@ def save_template(moment: str, appeal_type: str, language: str, body: str, staff
 
 def reset_template(moment: str, appeal_type: str, language: str) -> None:
     """Delete the override of one key (the built-in default applies again); NotFound when there is none."""
-    row = db.session.scalar(select(ReplyTemplate).where(
-        ReplyTemplate.moment == moment, ReplyTemplate.appeal_type == appeal_type, ReplyTemplate.language == language))
+    row = _template_row(moment, appeal_type, language)
     if row is None:
         raise NotFound("template_not_found")
     db.session.delete(row)
@@ -346,14 +363,19 @@ def queue_reply(appeal: Appeal, event: AppealEvent, moment: str, now: datetime) 
         base["platform"] = where.platform
     photo = after_photo(appeal) if moment == "resolved" else None
     key = f"reply:ev{event.id}"
-    if photo is None:
+    if photo is None or where.channel == "sms":  # SMS carries no photo
         parts = [{**base, "text": text}]
     elif where.channel in ("telegram", "whatsapp") and len(text) <= CAPTION_LIMIT:
         parts = [{**base, "text": text, **photo}]  # one message: the photo with the text as its caption
-    elif where.channel == "sms":
-        parts = [{**base, "text": text}]
     else:
         parts = [{**base, "text": text}, {**base, **photo}]
+    template = current_app.config.get("JAUAP_WHATSAPP_TEMPLATE")
+    if where.channel == "whatsapp" and template:
+        # Answers often come days after the citizen last wrote, when WhatsApp takes templates only
+        # (notifications.whatsapp sends this one if the free text is refused for that reason).
+        values = values_for(appeal, event, where.language)
+        parts[0]["template"] = {"name": template, "language": where.language,
+                                "params": [values["reg_no"], values["status"], values["link"]]}
     added = 0
     for i, payload in enumerate(parts):
         added += queue_message(where.channel, where.address, payload, now,
