@@ -71,9 +71,6 @@ import os
 import queue
 import random
 import resource
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -82,12 +79,23 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from intake import cpu_busy_pct, cpu_sample, free_port, prepare_database, recreate_database, wait_ready, warn_if_busy
+from _servers import (
+    SECRET,
+    RedisMissing,
+    RedisServer,
+    free_port,
+    gunicorn_command,
+    launch,
+    server_env,
+    sigterm_as_interrupt,
+    stop_server,
+    wait_ready,
+)
+from intake import cpu_busy_pct, cpu_sample, prepare_database, recreate_database, warn_if_busy
 
 REPO = Path(__file__).resolve().parent.parent
 SECTOR_FILE = REPO / "sectors_geojson" / "turkestan.geojson"
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/jauap_bench_fanout"
-SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 STAFF_PASSWORD = "bench-password-123"
 KINDS = ("appeal.registered", "appeal.routed", "appeal.assigned", "appeal.unrouted")
 WAIT_PER_EVENT_S = 2.0
@@ -232,42 +240,6 @@ SYNTHETIC = {
 # --- processes: redis, server ---------------------------------------------------------------------
 
 
-class RedisServer:
-    """A private redis-server on a free loopback port (so no other process shares the pub/sub channel)."""
-
-    def __init__(self, workdir: str):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.workdir = workdir
-        self.proc = None
-
-    def start(self) -> RedisServer:
-        import socket
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise SystemExit("redis-server is not installed (or pass --redis-url)")
-        self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", self.workdir],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-
 class Server:
     """The production command for one process: gunicorn, one worker."""
 
@@ -280,27 +252,23 @@ class Server:
         self.proc = None
 
     def start(self) -> Server:
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        cmd = [str(gunicorn) if gunicorn.exists() else "gunicorn", self.app_spec, "-w", "1",
-               "--bind", f"127.0.0.1:{self.port}", "--log-level", "warning", "--graceful-timeout", "5",
-               "--keep-alive", "60", "--backlog", "2048"]
+        cmd = gunicorn_command(self.app_spec, self.port, "-w", "1", "--graceful-timeout", "5", "--keep-alive", "60",
+                               "--backlog", "2048")
         if self.args.worker_class == "gevent":
             cmd += ["-k", "gevent", "--worker-connections", str(max(1000, 2 * self.args.clients + 100))]
         else:
             cmd += ["-k", "gthread", "--threads", str(max(16, self.args.clients + 50))]
-        env = {**os.environ, "DATABASE_URL": self.args.dsn, "JAUAP_SECRET_KEY": SECRET,
-               "JAUAP_INSTANCE_PATH": self.instance,
-               # one bench operator posts far faster than a person: lift the per-account appeal limit
-               "JAUAP_APPEAL_LIMITS": "10000000/60",
-               # the repository first: bench/geo.py must not shadow the geo package
-               "PYTHONPATH": os.pathsep.join([str(REPO), str(Path(__file__).resolve().parent)]),
-               "JAUAP_ASYNC_MODE": "gevent" if self.args.worker_class == "gevent" else "threading"}
+        env = server_env(self.args.dsn, self.instance,
+                         JAUAP_ASYNC_MODE="gevent" if self.args.worker_class == "gevent" else "threading")
         env.pop("JAUAP_REDIS_URL", None)
         if self.redis_url:
             env["JAUAP_REDIS_URL"] = self.redis_url
-        log("starting: " + " ".join(cmd[1:]) + (f"  (JAUAP_REDIS_URL={self.redis_url})" if self.redis_url else ""))
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
-        wait_ready(self.proc, self.port)
+        self.proc = launch(cmd, env, log, f"  (JAUAP_REDIS_URL={self.redis_url})" if self.redis_url else "")
+        try:
+            wait_ready(self.proc, self.port)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def pids(self) -> list[int]:
@@ -320,16 +288,8 @@ class Server:
         return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+        """Stop the master and its worker (SIGKILL after 15 s)."""
+        stop_server(self.proc)
 
 
 # --- Socket.IO client processes (spawned) ---------------------------------------------------------
@@ -941,10 +901,6 @@ def parse_args(argv=None):
     return args
 
 
-def _interrupt(_signum, _frame):
-    raise KeyboardInterrupt
-
-
 class _Done(Exception):
     """Nothing more to measure (``--floor-only``)."""
 
@@ -952,7 +908,7 @@ class _Done(Exception):
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO))
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_interrupt()
     log(f"open-file limit {raise_fd_limit()}")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results: dict = {}
@@ -977,7 +933,10 @@ def main(argv=None) -> int:
                     if args.redis_url:
                         redis_url = args.redis_url
                     else:
-                        redis = RedisServer(instance).start()
+                        try:
+                            redis = RedisServer(instance).start()
+                        except RedisMissing as exc:
+                            raise SystemExit(f"{exc} (or pass --redis-url)") from None
                         redis_url = redis.url
                         log(f"private redis-server on {redis_url}")
                 results[mode] = run_mode(mode, args, people, points, instance, redis_url)

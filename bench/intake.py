@@ -69,10 +69,15 @@ from array import array
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import _servers
+from _servers import SECRET, free_port, gunicorn_command, launch, server_env, sigterm_as_interrupt, wait_ready
+
+__all__ = ["SECRET", "free_port", "prepare_database", "recreate_database", "serve", "start_server", "stop_server",
+           "wait_ready", "warn_if_busy"]
+
 REPO = Path(__file__).resolve().parent.parent
 SECTOR_FILE = REPO / "sectors_geojson" / "turkestan.geojson"
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/jauap_bench_intake"
-SECRET = "bench-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 GOAL_RATIO = 0.5
 TYPES = ("complaint", "incident", "proposal", "consultation")
 TOPICS = ("roads", "water_supply", "heating", "waste_collection", "street_lighting")
@@ -141,26 +146,16 @@ def prepare_database(dsn: str, instance: str) -> str:
 # --- 2. server -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(args, port: int, instance: str, app_spec: str = "server:create_app()") -> subprocess.Popen:
     """gunicorn serving ``app_spec`` (Jauap, or the floor app from ``bench/``) with the bench's settings."""
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    cmd = [
-        str(gunicorn) if gunicorn.exists() else "gunicorn",
-        app_spec,
-        "--bind", f"127.0.0.1:{port}",
+    cmd = gunicorn_command(
+        app_spec, port,
         "--workers", str(args.workers),
         "--worker-class", args.worker_class,
         "--keep-alive", "30",
         "--backlog", "256",
-        "--log-level", "warning",
         "--graceful-timeout", "10",
-    ]
+    )
     if args.switch_interval > 0:
         # A gunicorn config file in the throwaway instance folder: only a post_fork hook.
         conf = Path(instance) / "gunicorn_bench_conf.py"
@@ -173,54 +168,25 @@ def start_server(args, port: int, instance: str, app_spec: str = "server:create_
         cmd += ["--threads", str(args.threads)]
     elif args.worker_class == "gevent":
         cmd += ["--worker-connections", str(max(64, args.concurrency * 2))]
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.dsn,
-        "JAUAP_SECRET_KEY": SECRET,
-        "JAUAP_INSTANCE_PATH": instance,
-        # one bench operator posts far faster than a person: lift the per-account appeal limit
-        "JAUAP_APPEAL_LIMITS": "10000000/60",
-        "FLASK_APP": "server:create_app",
-        # the repository first (bench/geo.py must not shadow the geo package), then bench/ for the floor app
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "bench")]),
-    }
-    log("starting: " + " ".join(cmd[1:]))
-    # Own session: a terminal Ctrl-C reaches only this script, which then stops gunicorn cleanly.
-    return subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+    return launch(cmd, server_env(args.dsn, instance, FLASK_APP="server:create_app"), log)
 
 
 def stop_server(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    log("stopping gunicorn")
-    proc.send_signal(signal.SIGTERM)
+    """Stop gunicorn (master and workers), by SIGKILL if it has not stopped in 15 s; None or stopped: nothing."""
+    _servers.stop_server(proc, log)
+
+
+def serve(args, instance: str, app_spec: str = "server:create_app()") -> tuple[subprocess.Popen, int]:
+    """:func:`start_server` on a free port and wait for ``/readyz``: (process, port)."""
+    port = free_port()
+    server = start_server(args, port, instance, app_spec)
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        log("gunicorn did not stop in 15 s: killing its process group")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: the master and its workers only
-        proc.wait(timeout=5)
-
-
-def wait_ready(proc: subprocess.Popen, port: int, timeout: float = 60.0) -> None:
-    import http.client
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode} before it was ready")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/readyz")
-            status = conn.getresponse().status
-            conn.close()
-            if status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"/readyz did not answer 200 within {timeout:.0f} s")
+        wait_ready(server, port)
+    except BaseException:
+        stop_server(server)
+        raise
+    log(f"server ready on 127.0.0.1:{port}")
+    return server, port
 
 
 # --- 3. load generator (runs in spawned processes: stdlib only) ---------------------------------
@@ -516,16 +482,18 @@ def run_floor(pool, args, instance: str, token: str) -> dict:
     from _floor_intake import create_table
 
     create_table(args.dsn)
-    port = free_port()
-    server = start_server(args, port, instance, app_spec="_floor_intake:create_app()")
+    log("floor app: bench/_floor_intake.py")
+    server, port = serve(args, instance, app_spec="_floor_intake:create_app()")
     out: dict = {"server": server}
-    wait_ready(server, port)
-    log(f"floor app ready on 127.0.0.1:{port}")
-    for phase in ("healthz", "appeals"):
-        res = run_phase(pool, args, port, phase, token, server.pid)
-        res["phase"] = f"floor {phase}"
-        print_phase(res)
-        out[phase] = res
+    try:
+        for phase in ("healthz", "appeals"):
+            res = run_phase(pool, args, port, phase, token, server.pid)
+            res["phase"] = f"floor {phase}"
+            print_phase(res)
+            out[phase] = res
+    except BaseException:
+        stop_server(server)  # the caller only learns of the floor server from a normal return
+        raise
     return out
 
 
@@ -576,15 +544,10 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _interrupt(_signum, _frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(REPO))
-    # SIGTERM to the bench behaves like Ctrl-C: unwind and stop gunicorn.
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_interrupt()
     server = None
     with tempfile.TemporaryDirectory(prefix="jauap-bench-") as instance:
         try:
@@ -592,10 +555,7 @@ def main(argv=None) -> int:
             log(f"recreating {args.dsn}")
             recreate_database(args.dsn)
             token = prepare_database(args.dsn, instance)
-            port = free_port()
-            server = start_server(args, port, instance)
-            wait_ready(server, port)
-            log(f"server ready on 127.0.0.1:{port}")
+            server, port = serve(args, instance)
             ctx = mp.get_context("spawn")
             with ctx.Pool(max(1, min(args.client_procs, args.concurrency)), initializer=_ignore_sigint) as pool:
                 healthz = run_phase(pool, args, port, "healthz", token, server.pid)

@@ -39,7 +39,6 @@ import argparse
 import hashlib
 import io
 import json
-import signal
 import sys
 import tempfile
 import threading
@@ -48,17 +47,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _servers import SECRET, sigterm_as_interrupt
 from fanout import sector_points
-from intake import (
-    SECRET,
-    free_port,
-    prepare_database,
-    recreate_database,
-    start_server,
-    stop_server,
-    wait_ready,
-    warn_if_busy,
-)
+from intake import prepare_database, recreate_database, serve, stop_server, warn_if_busy
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/jauap_bench_outbox"
@@ -304,16 +295,12 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _interrupt(_signum, _frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    # start_server reads the intake bench's server options from this namespace.
+    # serve() reads the intake bench's server options from this namespace.
     args.worker_class, args.switch_interval, args.concurrency = "gthread", 0.0, args.devices
     sys.path.insert(0, str(REPO))
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_interrupt()
     server = None
     with tempfile.TemporaryDirectory(prefix="jauap-outbox-bench-") as instance:
         try:
@@ -327,11 +314,8 @@ def main(argv=None) -> int:
             megabytes = sum(len(a.photo or b"") for q in queues for a in q) / 1e6
             log(f"{total} queued actions ({sum(1 for q in queues for a in q if a.photo)} photos, "
                 f"{megabytes:.0f} MB), each to be sent twice")
-            port = free_port()
-            server = start_server(args, port, instance)
-            wait_ready(server, port)
+            server, port = serve(args, instance)
             base = f"http://127.0.0.1:{port}"
-            log(f"server ready on {base}")
             tally, t0 = Tally(), [0.0]
             start = threading.Barrier(len(devices) + 1)
             threads = [threading.Thread(target=run_device, args=(i, d, q, base, start, tally, t0), daemon=True)

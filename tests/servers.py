@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench._servers import RedisMissing
+from bench._servers import RedisServer as _RedisServer
 from server.config import REPO_ROOT
 from tests.conftest import APPEAL, PASSWORD
 
@@ -63,44 +64,15 @@ def stop_group(proc: subprocess.Popen | None) -> None:
         proc.wait(timeout=5)
 
 
-class RedisServer:
-    """A private ``redis-server`` on a free loopback port, no persistence."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.log = workdir / f"redis-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
+class RedisServer(_RedisServer):
+    """``bench/_servers.py``'s private ``redis-server``; the test is skipped where it is not installed."""
 
     def start(self) -> RedisServer:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        cmd = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(self.workdir), "--logfile", str(self.log)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n{tail(self.log)}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not answer PING on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
+        """Start it, or skip the test without the binary."""
         try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
+            return super().start()
+        except RedisMissing:
+            pytest.skip("redis-server is not installed")
 
 
 class ServerProcess:
