@@ -22,12 +22,17 @@ run: system-deps venv translations
 	$(BIN)/flask serve --host $(HOST) --port $(PORT)
 
 ## make test: set up and run the whole test suite (SpatiaLite and PostGIS).
+## Two pytest workers (the machine's two cores), one test file each at a time: every file builds its own
+## databases with unique names and its servers on free ports, so they do not meet. PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
 test: system-deps postgis browser-deps venv translations lint
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
-## make test-slow: the long runs too.
+## make test-slow: the long runs `make test` leaves out (tests marked slow): 10,000+ schema-fuzz cases,
+## the kill -9 and database-stop fault runs, the full IDOR sweep, the heavy upload corpus.
 test-slow: system-deps postgis browser-deps venv translations
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m slow $(XDIST) $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
@@ -41,6 +46,8 @@ bench: system-deps postgis venv
 	-$(BIN)/python bench/outbox.py
 	-$(BIN)/python bench/push.py
 	-$(BIN)/python bench/analytics.py --reuse
+	-$(BIN)/python bench/load.py
+	-$(BIN)/python bench/faults.py
 
 
 system-deps:
