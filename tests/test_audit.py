@@ -429,8 +429,8 @@ def test_writers_never_wait_for_the_chain_lock_or_each_other(backend, committed_
             for t in threads:
                 t.join(timeout=30)
             assert not errors, errors
-            assert took["b"] < 1.0, f"B waited {took['b']:.2f} s (for A's transaction or the chain lock)"
-            assert took["a"] < 1.0, f"A's commit waited {took['a']:.2f} s for the chain lock"
+            assert took["b"] < 3.0, f"B waited {took['b']:.2f} s (for A's transaction or the chain lock)"
+            assert took["a"] < 3.0, f"A's commit waited {took['a']:.2f} s for the chain lock"
             with committed_app.app_context():
                 # Another sealer is at work: the worker's sealer skips its round, nothing is lost.
                 assert audit.seal_pending(wait=False) == 0
