@@ -206,3 +206,66 @@ def test_an_event_that_commits_after_the_snapshot_below_its_id_is_shown(committe
     page.wait_for_timeout(300)
     assert listed_ids(page, appeal["reg_no"]) == [late_id]
     assert console.unexpected() == []
+
+
+def test_the_field_app_catches_up_an_assignment_that_committed_after_its_snapshot(committed_app, crew, api,
+                                                                                    browser, live):
+    """The field app reads where its live stream starts, then its list. An assignment whose transaction took
+    a lower id and commits after that read is in neither; the first catch-up used to take every id up to the
+    start as seen, so the worker never got it (until something else reloaded the list). Here both answers are
+    made to miss it, as they would in that race: the app must list it from the catch-up."""
+    from tests.browser.conftest import Console
+    from tests.conftest import APPEAL, PASSWORD
+    from tests.realtime_server import sector_points
+
+    lon, lat = sector_points(committed_app)["S1"]
+    worker = f"f{crew['S1'][1:]}"
+    assert api.post("/api/v1/me/duty", json={"on_duty": True}, headers=api.token(worker)).status_code == 200
+    op = api.token("op")
+    first = api.post("/api/v1/appeals", json={**APPEAL, "lat": lat, "lon": lon}, headers=op).json
+    # No service worker: Playwright's routes do not see requests a worker handles.
+    context = browser.new_context(viewport={"width": 390, "height": 844}, locale="en-US", service_workers="block")
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        console = Console(page)
+        page.goto(f"{live.url}/field/")
+        page.wait_for_selector("[data-view=login]:not([hidden])")
+        page.fill("#login-username", worker)
+        page.fill("#login-password", PASSWORD)
+        page.click("[data-js=login-form] button[type=submit]")
+        page.wait_for_selector(f'[data-js=work-list] li[data-appeal-id="{first["id"]}"]')
+        page.goto("about:blank")
+
+        second = api.post("/api/v1/appeals", json={**APPEAL, "lat": lat, "lon": lon + 0.001}, headers=op).json
+        history = api.get(f"/api/v1/appeals/{second['id']}", headers=api.token("disp")).json["history"]
+        assert history[-1]["kind"] == "appeal.assigned", history
+        late = {ev["id"] for ev in history}
+        answered = {"start": 0, "list": 0}
+
+        def start_without_second(route):
+            body = route.fetch().json()
+            if "status=assigned" in route.request.url and not answered["start"]:
+                assert body["last_event_id"] >= max(late) and late <= set(body["reflected_event_ids"])
+                body["reflected_event_ids"] = [i for i in body["reflected_event_ids"] if i not in late]
+                answered["start"] += 1
+            route.fulfill(json=body)
+
+        def list_without_second(route):
+            if answered["list"]:
+                route.continue_()
+                return
+            body = route.fetch().json()
+            body["items"] = [a for a in body["items"] if a["id"] != second["id"]]
+            answered["list"] += 1
+            route.fulfill(json=body)
+
+        page.route("**/api/v1/map/appeals?*", start_without_second)
+        page.route("**/api/v1/appeals?assignee=me*", list_without_second)
+        page.goto(f"{live.url}/field/")
+        page.wait_for_selector("[data-js=app]:not([hidden])")
+        page.wait_for_selector(f'[data-js=work-list] li[data-appeal-id="{second["id"]}"]', timeout=8000)
+        assert answered == {"start": 1, "list": 1}
+        assert console.unexpected() == []
+    finally:
+        context.close()

@@ -6,7 +6,7 @@ import { initialLanguage, language, onLanguageChange, setLanguage, t } from "/st
 import { connectLive } from "/static/js/live.js";
 import { initTopbar, setConnection } from "/static/js/topbar.js";
 import { alertNew, armSound, toast } from "./alerts.js";
-import { lastEventId, loadAppeal, loadSectors, loadUiConfig, loadWork, savedAppeal } from "./data.js";
+import { liveStart, loadAppeal, loadSectors, loadUiConfig, loadWork, savedAppeal } from "./data.js";
 import { Detail } from "./detail.js";
 import { currentFix, lastFix, startReports, stopReports, watchFix } from "./geo.js";
 import { FieldMap } from "./mapview.js";
@@ -349,11 +349,11 @@ function onPush(payload) {
   scheduleRefresh();
 }
 
-async function startLive(knownLastId = null) {
+async function startLive(knownStart = null) {
   if (state.live || !state.me || !window.io) return;
-  let lastId = knownLastId;
+  let start = knownStart;
   try {
-    if (lastId === null) lastId = await lastEventId();
+    if (start === null) start = await liveStart();
   } catch {
     window.addEventListener("online", () => startLive(), { once: true });
     setConnection("offline");
@@ -361,7 +361,8 @@ async function startLive(knownLastId = null) {
   }
   if (state.live || !state.me) return;
   state.live = connectLive({
-    lastId,
+    lastId: start.lastId,
+    reflectedIds: start.reflectedIds,
     // Not the shared api(): its 401 leaves for /login, while this app asks for the login itself.
     getJson: (path) => getJson(path).catch((err) => {
       if (err instanceof FieldError && err.status === 401) sessionEnded();
@@ -370,9 +371,11 @@ async function startLive(knownLastId = null) {
     onEvent: onLiveEvent,
     onStatus: setConnection,
     onResync: async () => {
+      // The stream's new start is read before the list, as at boot: what commits in between is replayed.
+      const fresh = await liveStart();
       await reloadWork();
       renderCurrent();
-      return lastEventId();
+      return fresh;
     },
   });
 }
@@ -497,13 +500,13 @@ async function startApp(me) {
   await onRoute();
   // Where the live stream starts, taken before the list: whatever happens after the list was read
   // is replayed from the events, nothing falls in between.
-  const lastId = navigator.onLine === false ? null : await lastEventId().catch(() => null);
+  const start = navigator.onLine === false ? null : await liveStart().catch(() => null);
   await reloadWork();
   renderCurrent();
   loadSectors().then(({ data }) => fieldMap.setSectors(data)).catch(() => {});
   if (state.me?.on_duty) startReports();
   replayNow();
-  startLive(lastId);
+  startLive(start);
 }
 
 /* ---------- boot ---------- */

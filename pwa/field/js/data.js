@@ -68,8 +68,12 @@ export function loadSectors() {
   return cached("sectors", () => getJson("/api/v1/sectors", { lang: true }));
 }
 
-/** The newest event id now (where the live stream starts). */
-export async function lastEventId() {
+/**
+ * Where the live stream starts: {lastId, reflectedIds}, the newest event id now and the ids below it that had
+ * committed by then. An id up to lastId missing from reflectedIds belongs to a transaction still running; the
+ * list read after this may miss it, so live.js delivers it when it commits instead of taking it as seen.
+ */
+export async function liveStart() {
   const snap = await getJson("/api/v1/map/appeals?status=assigned");
-  return snap.last_event_id || 0;
+  return { lastId: snap.last_event_id || 0, reflectedIds: snap.reflected_event_ids || [] };
 }
