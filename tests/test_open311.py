@@ -507,6 +507,12 @@ def test_admin_manages_api_keys(client, as_role):
     listed = client.get("/api/v1/admin/api-keys", headers=headers).get_json()
     assert created["id"] in [k["id"] for k in listed] and secret not in json.dumps(listed)
     assert client.post("/api/v1/admin/api-keys", json={"name": ""}, headers=headers).status_code == 400
+    # maxLength 120 holds for the name as sent: 121 characters are refused even if trimming would leave 120.
+    too_long = client.post("/api/v1/admin/api-keys", json={"name": "\f" + "*" * 120}, headers=headers)
+    assert too_long.status_code == 400, too_long.get_json()
+    assert [f["code"] for f in too_long.get_json()["error"]["fields"]] == ["string_too_long"]
+    trimmed = client.post("/api/v1/admin/api-keys", json={"name": "  City dashboard  "}, headers=headers)
+    assert trimmed.status_code == 201 and trimmed.get_json()["name"] == "City dashboard"
     # The key works, then is revoked and stops working.
     form = dict(recorded_form("fms_post_request.form", api_key=secret))
     assert client.post(f"{BASE}/requests.json", data=form).status_code == 201
