@@ -46,6 +46,7 @@ bench: system-deps postgis venv
 	-$(BIN)/python bench/outbox.py
 	-$(BIN)/python bench/push.py
 	-$(BIN)/python bench/analytics.py --reuse
+	-$(BIN)/python bench/map_snapshot.py --reuse
 	-$(BIN)/python bench/load.py
 	-$(BIN)/python bench/faults.py
 

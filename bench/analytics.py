@@ -103,6 +103,28 @@ def generate(app, count: int, now: datetime) -> None:
         log(f"generation took {time.perf_counter() - started:.0f} s")
 
 
+def prepare(dsn: str, appeals: int, reuse: bool, now: datetime):
+    """The app on the bench database: kept when ``reuse`` and it holds ``appeals`` already, else regenerated."""
+    from sqlalchemy import func, select
+
+    from server.extensions import db
+    from server.models import Appeal
+
+    if reuse:
+        try:
+            app = make_app(dsn)
+            with app.app_context():
+                if (db.session.scalar(select(func.count(Appeal.id))) or 0) >= appeals:
+                    return app
+        except Exception as exc:  # no database yet
+            log(f"cannot reuse ({type(exc).__name__}); generating")
+    log(f"recreating {dsn.rsplit('/', 1)[-1]}")
+    recreate_database(dsn)
+    app = make_app(dsn)
+    generate(app, appeals, now)
+    return app
+
+
 def queries(now: datetime) -> dict:
     """Name -> callable(filters) for each dashboard query."""
     from server.services import analytics as a
@@ -141,19 +163,7 @@ def main() -> int:
     from server.models import Appeal, AppealEvent
     from server.services.analytics import Filters
 
-    have = 0
-    if args.reuse:
-        try:
-            app = make_app(args.dsn)
-            with app.app_context():
-                have = db.session.scalar(select(func.count(Appeal.id))) or 0
-        except Exception as exc:  # no database yet
-            log(f"cannot reuse ({type(exc).__name__}); generating")
-    if have < args.appeals:
-        log(f"recreating {args.dsn.rsplit('/', 1)[-1]}")
-        recreate_database(args.dsn)
-        app = make_app(args.dsn)
-        generate(app, args.appeals, now)
+    app = prepare(args.dsn, args.appeals, args.reuse, now)
     results = []
     with app.app_context():
         n_appeals = db.session.scalar(select(func.count(Appeal.id)))

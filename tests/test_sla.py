@@ -244,6 +244,35 @@ def test_a_reopened_appeal_gets_a_fresh_term_from_the_reopening(db_session):
     assert sum(c["at_risk"] for c in counters) == 1
 
 
+def test_every_map_row_says_what_its_appeal_says(db_session):
+    """The map reads columns only (the point's coordinates from the database, the term's start in SQL, only
+    for answered appeals): each row must still match the appeal's own point and display_state - fresh,
+    answered and reopened, paused, late - before and after the reopened one's at-risk mark."""
+    from server import geosql
+
+    fresh = new_appeal(type="incident")
+    late = new_appeal(type="complaint", now=T0 - timedelta(days=60))
+    reopened = answered_late_and_closed()
+    transition(reopened, "reopen", INSP, REOPEN_AT, reason="The citizen says nothing was explained")
+    paused = new_appeal(type="proposal")
+    clock.pause(paused, OP, "Waiting for the gas company", T0 + timedelta(hours=1))
+    db.session.flush()
+    viewer = make_staff("dispatcher")
+    for now in (local(2026, 6, 2), local(2026, 6, 18)):
+        board = mapview.open_appeals(viewer, now)
+        rows = {r[0]: dict(zip(board["fields"], r, strict=True)) for r in board["rows"]}
+        assert set(rows) == {fresh.id, late.id, reopened.id, paused.id}
+        for appeal in (fresh, late, reopened, paused):
+            lon, lat = geosql.lonlat(appeal.location)
+            assert rows[appeal.id] == {
+                "id": appeal.id, "lon": round(lon, 6), "lat": round(lat, 6), "status": appeal.status,
+                "type": appeal.type, "topic": appeal.topic_code,
+                "sector": appeal.sector.code if appeal.sector else None,
+                "sla": sla.display_state(appeal, now), "assignee_id": appeal.assignee_id, "reg_no": appeal.reg_no}
+        assert rows[reopened.id]["sla"] == ("on_time" if now.day == 2 else "at_risk")
+        assert rows[late.id]["sla"] == rows[fresh.id]["sla"] == "breached"
+
+
 def test_a_reopened_gratitude_still_has_no_deadline(db_session):
     appeal = new_appeal(type="gratitude", description="Thank you for the new lights!")
     transition(appeal, "answer_first_contact", OP, T0 + timedelta(minutes=5))
